@@ -1,0 +1,55 @@
+# civic-warehouse: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PYTHONPATH := $(CURDIR)/plugins
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export DO_NOT_TRACK := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo airflow simulator test test-unit test-integration lint bench stop clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(BIN)/.installed  ## create .venv with the pinned requirements
+
+demo: venv  ## run the pipeline end to end through Airflow on the embedded warehouse
+	$(PY) -m civic_warehouse demo
+
+airflow: venv  ## the Airflow UI on http://localhost:8080 with the simulator, on the same warehouse
+	$(PY) -m civic_warehouse warehouse start
+	$(PY) -m civic_warehouse simulator --port $${SIMULATOR_PORT:-8780} & \
+	trap "kill $$!" EXIT; $(PY) -m civic_warehouse airflow standalone
+
+simulator: venv  ## serve the city-systems simulator on http://127.0.0.1:8780
+	$(PY) -m civic_warehouse simulator --port $${SIMULATOR_PORT:-8780}
+
+test: venv  ## the whole test suite (embedded warehouse unless WAREHOUSE_URL is set)
+	$(PY) -m pytest
+
+test-unit: venv  ## fast tests: no warehouse, no Airflow
+	$(PY) -m pytest tests/unit
+
+test-integration: venv  ## tests against a real warehouse, dbt, GX and Airflow
+	$(PY) -m pytest tests/integration tests/dags
+
+lint: venv  ## ruff (with Airflow's AIR rules)
+	$(BIN)/ruff check plugins dags tests bench
+	$(BIN)/ruff format --check plugins dags tests bench
+
+bench: venv  ## every benchmark in bench/
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+stop:  ## stop the embedded warehouse
+	-$(PY) -m civic_warehouse warehouse stop
+
+clean: stop  ## remove generated state (warehouse data, Airflow home, dbt target, Data Docs)
+	rm -rf .warehouse .airflow dbt_project/target dbt_project/logs expectations/uncommitted build

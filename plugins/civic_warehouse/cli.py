@@ -1,0 +1,153 @@
+"""``python -m civic_warehouse``: the pipeline's steps for data engineers, outside Airflow too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from civic_warehouse import settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m civic_warehouse", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    wh = commands.add_parser(
+        "warehouse", help="the embedded warehouse (ignored when WAREHOUSE_URL is set)"
+    )
+    wh.add_argument("action", choices=["start", "stop", "url"])
+
+    sim = commands.add_parser("simulator", help="serve the city-systems simulator (blocks)")
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+
+    ex = commands.add_parser("extract", help="extract one source's interval into the raw layer")
+    ex.add_argument("source")
+    ex.add_argument("--start", required=True, help="local date, inclusive (YYYY-MM-DD)")
+    ex.add_argument("--end", required=True, help="local date, exclusive (YYYY-MM-DD)")
+
+    dbt = commands.add_parser(
+        "dbt", help="run dbt against the warehouse, e.g. `dbt build -s fct_calls_for_service`"
+    )
+    dbt.add_argument("args", nargs=argparse.REMAINDER)
+
+    commands.add_parser("validate", help="run the quality gate on the candidate marts")
+    commands.add_parser("publish", help="publish the candidate marts (after validate)")
+    commands.add_parser("restore", help="bring back the previously published marts")
+    commands.add_parser("sources", help="list the source catalog")
+
+    demo = commands.add_parser(
+        "demo", help="run the whole pipeline through Airflow and print a summary"
+    )
+    demo.add_argument("--start", default="2026-10-01", help="first local date to extract")
+    demo.add_argument("--end", default="2026-11-01", help="local date to stop before")
+
+    af = commands.add_parser("airflow", help="run the airflow CLI with this project's settings")
+    af.add_argument("args", nargs=argparse.REMAINDER)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return _COMMANDS[args.command](args)
+
+
+def _warehouse(args: argparse.Namespace) -> int:
+    from civic_warehouse import warehouse
+
+    if os.environ.get("WAREHOUSE_URL"):
+        print(
+            os.environ["WAREHOUSE_URL"]
+            if args.action == "url"
+            else "WAREHOUSE_URL is set: nothing to do"
+        )
+        return 0
+    embedded = warehouse.EmbeddedWarehouse()
+    if args.action == "stop":
+        embedded.stop()
+    else:
+        print(warehouse.warehouse_url())
+    return 0
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from civic_warehouse.simulator.server import main as serve
+
+    return serve(args.args)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from civic_warehouse import catalog, pipeline
+
+    source = catalog.get_source(args.source)
+    window = pipeline.window_for(source, None, None, args.start, args.end)
+    print(json.dumps(pipeline.extract(args.source, window), indent=2))
+    return 0
+
+
+def _dbt(args: argparse.Namespace) -> int:
+    from civic_warehouse import transform
+
+    result = transform.run_dbt(args.args or ["build"], check=False)
+    return 1 if result.failures() else 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from civic_warehouse import quality
+
+    report = quality.validate()
+    print(json.dumps(report.summary(), indent=2))
+    if not report.passed:
+        print(report.describe_failures(), file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from civic_warehouse import pipeline
+
+    print(json.dumps(pipeline.publish(), indent=2))
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from civic_warehouse import publish
+
+    print(json.dumps([m.__dict__ for m in publish.restore()], indent=2))
+    return 0
+
+
+def _sources(args: argparse.Namespace) -> int:
+    from civic_warehouse import catalog
+
+    for source in catalog.load_catalog().values():
+        print(json.dumps(catalog.as_dict(source)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from civic_warehouse import demo
+
+    return demo.run(args.start, args.end)
+
+
+def _airflow(args: argparse.Namespace) -> int:
+    env = {**os.environ, **settings.airflow_environ()}
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    os.execve(airflow, [airflow, *args.args], env)
+
+
+_COMMANDS = {
+    "warehouse": _warehouse,
+    "simulator": _simulator,
+    "extract": _extract,
+    "dbt": _dbt,
+    "validate": _validate,
+    "publish": _publish,
+    "restore": _restore,
+    "sources": _sources,
+    "demo": _demo,
+    "airflow": _airflow,
+}

@@ -1,0 +1,110 @@
+"""HTTP with the fault handling every city API needs: timeouts, backoff with jitter, Retry-After."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+# 202 is Socrata's "still materializing, ask again"; the rest are transient server or network trouble.
+RETRY_STATUSES = frozenset({202, 408, 429, 500, 502, 503, 504})
+
+
+class SourceError(RuntimeError):
+    """A city API refused or failed a request; the message names the source, the URL and why."""
+
+    def __init__(self, source: str, url: str, reason: str, status: int | None = None) -> None:
+        self.source, self.url, self.reason, self.status = source, url, reason, status
+        where = f"HTTP {status} from {url}" if status else url
+        super().__init__(f"source {source!r}: {where}: {reason}")
+
+
+class HttpClient:
+    def __init__(
+        self,
+        source: str,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_total_seconds: float = 300.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.source = source
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_total_seconds = max_total_seconds
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", "civic-warehouse")
+        self._sleep = sleep
+
+    def get_json(
+        self, url: str, params: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Any:
+        deadline = time.monotonic() + self.max_total_seconds
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self.session.get(
+                    url, params=params, headers=headers, timeout=self.timeout
+                )
+            except (requests.Timeout, requests.ConnectionError) as err:
+                reason, retry_after = f"{type(err).__name__}: {err}", None
+            else:
+                if response.status_code == 200:
+                    try:
+                        return response.json()
+                    except ValueError as err:
+                        raise SourceError(
+                            self.source, response.url, f"body is not JSON: {err}", 200
+                        ) from err
+                reason = error_message(response)
+                if response.status_code not in RETRY_STATUSES:
+                    raise SourceError(self.source, response.url, reason, response.status_code)
+                retry_after = _retry_after_seconds(response)
+                reason = f"HTTP {response.status_code}: {reason}"
+            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            if attempt == self.max_attempts or time.monotonic() + delay > deadline:
+                raise SourceError(
+                    self.source, url, f"gave up after {attempt} attempt(s); last error: {reason}"
+                )
+            log.warning("source %s: %s; retry %d in %.1fs", self.source, reason, attempt, delay)
+            self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        # "Full jitter": spreads retries of many workers instead of synchronising them.
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+
+def error_message(response: requests.Response) -> str:
+    """The useful part of an error body, whichever shape the server used."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason
+    if isinstance(body, dict):
+        # Socrata uses "errorCode" for query errors and "code" for others: read both.
+        code = body.get("errorCode") or body.get("code")
+        message = body.get("message") or body.get("error")
+        return " ".join(str(part) for part in (code, message) if part) or str(body)[:500]
+    return str(body)[:500]
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,225 @@
+"""The quality gate: validate candidate marts with Great Expectations before anything is published.
+
+Suites live in ``expectations/expectations/<table>.json`` (GX's file context, in git); each
+expectation carries a ``severity`` in its meta: ``critical`` blocks publishing, ``warning`` is
+recorded and published. Every result is stored in the warehouse's ``quality`` schema and Data Docs
+are rebuilt on every validation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from civic_warehouse import settings, warehouse
+
+log = logging.getLogger(__name__)
+
+DATASOURCE = "warehouse"
+SAMPLE_SIZE = 5
+
+
+class QualityGateFailed(RuntimeError):
+    """A critical expectation failed: the candidate must not be published."""
+
+    def __init__(self, report: GateReport) -> None:
+        self.report = report
+        super().__init__(report.describe_failures())
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    suite: str
+    table: str
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    observed: Any
+    samples: list[Any]
+    notes: str | None
+
+
+@dataclass
+class GateReport:
+    run_id: str
+    validated_at: datetime
+    data_docs: Path
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+
+    @property
+    def critical_failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == "critical"]
+
+    @property
+    def warnings(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success and o.severity != "critical"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.critical_failures
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "passed": self.passed,
+            "expectations": len(self.outcomes),
+            "critical_failures": len(self.critical_failures),
+            "warnings": len(self.warnings),
+            "data_docs": str(self.data_docs),
+        }
+
+    def describe_failures(self) -> str:
+        lines = [f"quality gate failed: {len(self.critical_failures)} critical expectation(s)"]
+        for o in self.critical_failures:
+            target = f"{o.table}.{o.column}" if o.column else o.table
+            lines.append(
+                f"  suite {o.suite}: {o.expectation} on {target}: observed {o.observed!r}; "
+                f"sample failing values {o.samples!r}; {o.notes or ''}".rstrip("; ")
+            )
+        lines.append(f"Data Docs: {self.data_docs}")
+        return "\n".join(lines)
+
+
+def data_docs_index() -> Path:
+    return settings.EXPECTATIONS_DIR / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def gx_context():
+    import great_expectations as gx
+
+    return gx.get_context(mode="file", context_root_dir=str(settings.EXPECTATIONS_DIR))
+
+
+def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) -> GateReport:
+    """Validate every suite's table in ``schema``; record results; raise nothing (see ``gate``)."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    url = url or warehouse.warehouse_url()
+    # great_expectations.yml reads the connection string from this variable.
+    os.environ["CW_WAREHOUSE_URL"] = url
+    context = gx_context()
+    datasource = context.data_sources.get(DATASOURCE)
+    validation_definitions = []
+    for suite in context.suites.all():
+        table = suite.meta["table"]
+        asset_name = f"{schema}.{table}"
+        try:
+            asset = datasource.get_asset(asset_name)
+        except LookupError:
+            asset = datasource.add_table_asset(
+                name=asset_name, table_name=table, schema_name=schema
+            )
+        batch = (
+            asset.batch_definitions[0]
+            if asset.batch_definitions
+            else asset.add_batch_definition_whole_table("whole_table")
+        )
+        validation_definitions.append(
+            context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=f"{suite.name}__{schema}", data=batch, suite=suite)
+            )
+        )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{schema}_gate",
+            validation_definitions=validation_definitions,
+            actions=[UpdateDataDocsAction(name="update_data_docs")],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
+        )
+    )
+    run = checkpoint.run()
+    report = GateReport(
+        run_id=str(uuid.uuid4()),
+        validated_at=datetime.now(UTC),
+        data_docs=data_docs_index(),
+    )
+    for suite_result in run.run_results.values():
+        suite_name = suite_result.suite_name
+        table = context.suites.get(suite_name).meta["table"]
+        for result in suite_result.results:
+            config = result.expectation_config
+            details = result.result or {}
+            report.outcomes.append(
+                ExpectationOutcome(
+                    suite=suite_name,
+                    table=table,
+                    expectation=config.type,
+                    column=config.kwargs.get("column"),
+                    severity=(config.meta or {}).get("severity", "critical"),
+                    success=bool(result.success),
+                    observed=details.get("observed_value", details.get("unexpected_count")),
+                    samples=list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
+                    notes=config.notes,
+                )
+            )
+    with warehouse.connect(url) as conn:
+        record(conn, report)
+    log.info("quality gate: %s", report.summary())
+    return report
+
+
+def gate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) -> GateReport:
+    """Validate and raise ``QualityGateFailed`` on any critical failure."""
+    report = validate(schema, url)
+    if not report.passed:
+        raise QualityGateFailed(report)
+    return report
+
+
+def record(conn: psycopg.Connection, report: GateReport) -> None:
+    results = sql.Identifier(settings.QUALITY_SCHEMA, "validation_results")
+    conn.execute(
+        sql.SQL("create schema if not exists {}").format(sql.Identifier(settings.QUALITY_SCHEMA))
+    )
+    conn.execute(
+        sql.SQL(
+            """
+            create table if not exists {} (
+                run_id uuid not null,
+                validated_at timestamptz not null,
+                suite text not null,
+                table_name text not null,
+                expectation text not null,
+                column_name text,
+                severity text not null,
+                success boolean not null,
+                observed_value jsonb,
+                sample_failing_values jsonb,
+                notes text
+            )
+            """
+        ).format(results)
+    )
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            sql.SQL("insert into {} values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
+                results
+            ),
+            [
+                (
+                    report.run_id,
+                    report.validated_at,
+                    o.suite,
+                    o.table,
+                    o.expectation,
+                    o.column,
+                    o.severity,
+                    o.success,
+                    json.dumps(o.observed, default=str),
+                    json.dumps(o.samples, default=str),
+                    o.notes,
+                )
+                for o in report.outcomes
+            ],
+        )

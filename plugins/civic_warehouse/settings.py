@@ -1,0 +1,51 @@
+"""Where the project's files live and which environment variables configure it.
+
+One place for paths and defaults, so the CLI, the DAGs and the tests agree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DAGS_DIR = PROJECT_ROOT / "dags"
+PLUGINS_DIR = PROJECT_ROOT / "plugins"
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+SOURCES_DIR = PROJECT_ROOT / "sources"
+BUILD_DIR = PROJECT_ROOT / "build"
+
+# The embedded warehouse keeps its data here (ignored by git).
+EMBEDDED_DIR = PROJECT_ROOT / ".warehouse"
+EMBEDDED_PORT = int(os.environ.get("WAREHOUSE_PORT", "55432"))
+EMBEDDED_DATABASE = os.environ.get("WAREHOUSE_DATABASE", "civic")
+
+SIMULATOR_PORT = int(os.environ.get("SIMULATOR_PORT", "8780"))
+
+# Schemas of the warehouse, by layer. Marts are built into CANDIDATE, audited, then swapped
+# into OPEN in one transaction; the version they replaced stays in OPEN_PREVIOUS for restore.
+RAW_SCHEMA = "raw"
+CANDIDATE_SCHEMA = "candidate"
+OPEN_SCHEMA = "open"
+OPEN_PREVIOUS_SCHEMA = "open_previous"
+QUALITY_SCHEMA = "quality"
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".airflow"))
+
+
+def airflow_environ() -> dict[str, str]:
+    """Environment that points Airflow at this project's DAGs and plugins."""
+    return {
+        "AIRFLOW_HOME": str(airflow_home()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_DIR),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "UTC",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }

@@ -1,0 +1,438 @@
+"""An HTTP server speaking Socrata SODA 2.1 for the simulated city's 911 calls.
+
+Serves ``GET /resource/<dataset_id>.json`` (``$select``, ``$where``, ``$order``, ``$limit``,
+``$offset`` and ``?column=value`` filters) and ``GET /api/views/<dataset_id>.json`` with the
+headers, body layout and error envelopes of a real Socrata server, so connectors and their tests
+exercise the same code paths they would against a city's open-data portal.
+
+Run it with ``python -m civic_warehouse.simulator.server --port 8780``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import functools
+import gzip
+import hashlib
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterator, Sequence
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar, Self
+from urllib.parse import parse_qsl, urlsplit
+
+from civic_warehouse.simulator import soql
+from civic_warehouse.simulator.calls import (
+    CALLS_COLUMNS,
+    CALLS_DATASET_ID,
+    CALLS_DATASET_NAME,
+    LOCAL_TZ,
+    MAX_UPDATE_LAG,
+    SYSTEM_COLUMNS,
+    day_records,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8780
+DEFAULT_LIMIT = 1000
+
+# A canned HTTP answer: (status, headers, body). Tests queue these in SimulatorServer.faults.
+Fault = tuple[int, dict[str, str], bytes]
+
+_JSON_TYPE = "application/json;charset=utf-8"
+_ONE_DAY = dt.timedelta(days=1)
+# The metadata API names floating timestamps "calendar_date" and fixed ones "date".
+_VIEW_TYPES = {"floating_timestamp": "calendar_date", "fixed_timestamp": "date"}
+_encode_row = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False
+).encode
+
+
+class CallsResource:
+    """The calls-for-service dataset as a SODA resource over a fixed range of days."""
+
+    dataset_id = CALLS_DATASET_ID
+    name = CALLS_DATASET_NAME
+    columns: ClassVar[dict[str, str]] = dict(CALLS_COLUMNS)
+    system_columns: ClassVar[dict[str, str]] = dict(SYSTEM_COLUMNS)
+    schema: ClassVar[dict[str, str]] = {**system_columns, **columns}
+
+    def __init__(self, first_day: dt.date, last_day: dt.date, seed: int) -> None:
+        if last_day < first_day:
+            raise ValueError(f"last_day {last_day} is before first_day {first_day}")
+        self.first_day, self.last_day, self.seed = first_day, last_day, seed
+
+    def sorted_rows(
+        self, where: soql.Expr | None, order: tuple[tuple[str, bool], ...]
+    ) -> tuple[dict, ...]:
+        """Matching rows in ``order``; remembered so that paging through them sorts only once."""
+        return _sorted_rows(self, where, order)
+
+    def rows(self, where: soql.Expr | None) -> list[dict]:
+        """Rows matching ``where``, in generation order; generates only days it could match."""
+        if where is None:
+            return [row for day in self._days(None) for row in day_records(day, self.seed)]
+        keep = soql.compile_predicate(where)
+        return [
+            row for day in self._days(where) for row in day_records(day, self.seed) if keep(row)
+        ]
+
+    def _days(self, where: soql.Expr | None) -> Iterator[dt.date]:
+        """The days whose calls could match ``where``, clipped to the served range."""
+        first, last = self.first_day, self.last_day
+        low, high = soql.timestamp_bounds(where, "time_received")
+        if low is not None:
+            first = max(first, low.date())
+        if high is not None:
+            last = min(last, high.date())
+        # :updated_at (UTC) trails time_received (local) by at most MAX_UPDATE_LAG.
+        low, high = soql.timestamp_bounds(where, ":updated_at")
+        if low is not None:
+            first = max(first, _utc_to_local(low - MAX_UPDATE_LAG).date())
+        if high is not None:
+            last = min(last, _utc_to_local(high).date())
+        return _days_between(first, last)
+
+    @functools.cached_property
+    def last_modified(self) -> dt.datetime:
+        """The newest :updated_at; only the last few days can hold it."""
+        start = max(self.first_day, self.last_day - MAX_UPDATE_LAG)
+        stamps = [
+            row[":updated_at"]
+            for day in _days_between(start, self.last_day)
+            for row in day_records(day, self.seed)
+        ]
+        newest = max(stamps, default=None)
+        if newest is None:
+            return dt.datetime.combine(self.first_day, dt.time(), dt.UTC)
+        return soql.parse_timestamp(newest).replace(microsecond=0, tzinfo=dt.UTC)
+
+    def metadata(self) -> dict:
+        return {
+            "id": self.dataset_id,
+            "name": self.name,
+            "assetType": "dataset",
+            "description": "Synthetic 911 calls for service for a mid-size US city.",
+            "rowsUpdatedAt": int(self.last_modified.timestamp()),
+            "columns": [
+                {
+                    "id": 1000 + position,
+                    "name": field.replace("_", " ").title(),
+                    "fieldName": field,
+                    "dataTypeName": _VIEW_TYPES.get(datatype, datatype),
+                    "renderTypeName": _VIEW_TYPES.get(datatype, datatype),
+                    "position": position,
+                }
+                for position, (field, datatype) in enumerate(self.columns.items(), start=1)
+            ],
+        }
+
+
+@functools.lru_cache(maxsize=8)
+def _sorted_rows(
+    resource: CallsResource, where: soql.Expr | None, order: tuple[tuple[str, bool], ...]
+) -> tuple[dict, ...]:
+    rows = resource.rows(where)
+    soql.sort_rows(rows, order, resource.schema)
+    return tuple(rows)
+
+
+def _days_between(first: dt.date, last: dt.date) -> Iterator[dt.date]:
+    day = first
+    while day <= last:
+        yield day
+        day += _ONE_DAY
+
+
+def _utc_to_local(utc: dt.datetime) -> dt.datetime:
+    return utc.replace(tzinfo=dt.UTC).astimezone(LOCAL_TZ).replace(tzinfo=None)
+
+
+class _Query:
+    """A parsed ``/resource`` request."""
+
+    def __init__(self, params: dict[str, str], resource: CallsResource) -> None:
+        for name in params:
+            if name.startswith("$") and not name.startswith("$$") and name not in _SUPPORTED:
+                raise soql.SoqlError(
+                    "query.soql.malformed", f"{name} is not supported by the simulator", 1
+                )
+        schema = resource.schema
+        self.limit = _non_negative(params, "$limit", DEFAULT_LIMIT)
+        self.offset = _non_negative(params, "$offset", 0)
+        self.select = soql.parse_select(
+            params.get("$select", "*"), resource.columns, resource.system_columns
+        )
+        # Unordered SODA output comes back in :id order: stable, but unrelated to time.
+        self.order = tuple(soql.parse_order(params.get("$order", ":id"), schema))
+        conditions = [
+            soql.comparison(name, "=", value, schema)
+            for name, value in params.items()
+            if not name.startswith("$")
+        ]
+        if "$where" in params:
+            conditions.append(soql.parse_where(params["$where"], schema))
+        self.where: soql.Expr | None = None
+        if len(conditions) == 1:
+            self.where = conditions[0]
+        elif conditions:
+            self.where = soql.BoolOp("AND", tuple(conditions))
+
+
+_SUPPORTED = frozenset({"$select", "$where", "$order", "$limit", "$offset"})
+
+
+def _non_negative(params: dict[str, str], name: str, default: int) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    if not text.strip().isdigit():
+        raise soql.SoqlError("query.soql.malformed", f"Invalid {name}: {text}", 1)
+    return int(text)
+
+
+def render_rows(
+    rows: Sequence[dict], fields: tuple[str, ...], all_fields: tuple[str, ...]
+) -> bytes:
+    """A SODA 2.1 body: one object per line, lines led by commas, ``[]`` when empty."""
+    if not rows:
+        return b"[]\n"
+    if fields == all_fields:
+        parts = [_encode_row(row) for row in rows]
+    else:
+        parts = [_encode_row({f: row[f] for f in fields if f in row}) for row in rows]
+    return ("[" + "\n,".join(parts) + "]\n").encode()
+
+
+def _http_date(moment: dt.datetime) -> str:
+    return format_datetime(moment, usegmt=True)
+
+
+class SimulatorServer:
+    """The city-systems simulator: a threaded HTTP server over deterministic data.
+
+    ``faults`` holds canned answers (status, headers, body) served, oldest first, instead of the
+    next requests; ``requests_log`` records (path, query) of every request received.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        first_day: dt.date = dt.date(2026, 1, 1),
+        last_day: dt.date = dt.date(2026, 10, 31),
+        seed: int = 2026,
+    ) -> None:
+        self.seed = seed
+        self.resources = {CALLS_DATASET_ID: CallsResource(first_day, last_day, seed)}
+        self.faults: deque[Fault] = deque()
+        self.requests_log: list[tuple[str, dict[str, str]]] = []
+        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd.simulator = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Self:
+        """Serve from a daemon thread; returns at once."""
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="city-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve from the calling thread until interrupted."""
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._httpd.server_close()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    simulator: SimulatorServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client hanging up mid-response is routine for a test server, not worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            log.error("error serving %s", client_address, exc_info=True)
+
+
+_RESOURCE_PATH = re.compile(r"^/resource/(?P<id>[^/]+)\.json$")
+_VIEW_PATH = re.compile(r"^/api/views/(?P<id>[^/]+)\.json$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so paging clients reuse one connection
+    server: _HTTPServer
+
+    def version_string(self) -> str:
+        return "nginx"  # what Socrata's front end announces
+
+    def log_message(self, *args: object) -> None:
+        """Silence the per-request access log."""
+
+    def do_GET(self) -> None:
+        simulator = self.server.simulator
+        url = urlsplit(self.path)
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        simulator.requests_log.append((url.path, params))
+        try:
+            fault = simulator.faults.popleft()
+        except IndexError:
+            fault = None
+        if fault is not None:
+            status, headers, body = fault
+            self._send(status, headers, body, compress=False)
+            return
+        try:
+            self._route(simulator, url.path, params)
+        except Exception:
+            log.exception("simulator failed on %s", self.path)
+            self._send_json(500, {"message": "Internal error", "error": True})
+
+    def _route(self, simulator: SimulatorServer, path: str, params: dict[str, str]) -> None:
+        if match := _RESOURCE_PATH.match(path):
+            resource = simulator.resources.get(match["id"])
+            if resource is None:
+                self._send_missing(match["id"])
+            else:
+                self._serve_rows(resource, params)
+        elif match := _VIEW_PATH.match(path):
+            resource = simulator.resources.get(match["id"])
+            if resource is None:
+                self._send_missing(match["id"])
+            else:
+                headers = {"Last-Modified": _http_date(resource.last_modified)}
+                self._send_json(200, resource.metadata(), headers)
+        else:
+            self._send_json(404, {"code": "not_found", "error": True, "message": "Not found"})
+
+    def _serve_rows(self, resource: CallsResource, params: dict[str, str]) -> None:
+        try:
+            query = _Query(params, resource)
+        except soql.SoqlError as error:
+            self._send_json(400, error.body(resource.dataset_id))
+            return
+        modified = _http_date(resource.last_modified)
+        headers = {
+            "ETag": self._etag(resource, params),
+            "X-SODA2-Data-Out-Of-Date": "false",
+            "X-SODA2-Truth-Last-Modified": modified,
+            "X-SODA2-Secondary-Last-Modified": modified,
+            "Last-Modified": modified,
+        }
+        if self.headers.get("If-None-Match") == headers["ETag"]:
+            self._send(304, headers, b"")
+            return
+        fields = query.select.fields
+        if query.select.count:
+            types = ["number"]
+            count = len(resource.rows(query.where))
+            body = render_rows([{fields[0]: str(count)}], fields, fields)
+        else:
+            types = [resource.schema[f] for f in fields]
+            rows = resource.sorted_rows(query.where, query.order)
+            page = rows[query.offset : query.offset + query.limit]
+            body = render_rows(page, fields, tuple(resource.schema))
+        headers["X-SODA2-Fields"] = json.dumps(list(fields), separators=(",", ":"))
+        headers["X-SODA2-Types"] = json.dumps(types, separators=(",", ":"))
+        self._send(200, headers, body)
+
+    def _etag(self, resource: CallsResource, params: dict[str, str]) -> str:
+        # Same data and same query give the same tag; app tokens do not change the answer.
+        query = sorted((k, v) for k, v in params.items() if not k.startswith("$$"))
+        key = json.dumps(
+            [resource.dataset_id, resource.seed, str(resource.first_day),
+             str(resource.last_day), query]
+        )  # fmt: skip
+        digest = hashlib.sha256(key.encode()).digest()[:24]
+        return f'"{base64.urlsafe_b64encode(digest).decode()}"'
+
+    def _send_missing(self, dataset_id: str) -> None:
+        body = {"code": "dataset.missing", "error": True, "message": "Not found",
+                "data": {"id": dataset_id}}  # fmt: skip
+        self._send_json(404, body)
+
+    def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        self._send(status, headers or {}, json.dumps(payload).encode())
+
+    def _send(
+        self, status: int, headers: dict[str, str], body: bytes, compress: bool = True
+    ) -> None:
+        headers = {
+            "Content-Type": _JSON_TYPE,
+            "Access-Control-Allow-Origin": "*",
+            "X-Socrata-RequestId": uuid.uuid4().hex,
+            "Vary": "Accept-Encoding",
+            **headers,
+        }
+        if compress and body and "gzip" in self.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body, compresslevel=1, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if status != 304:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="civic_warehouse.simulator.server",
+        description="Serve simulated city 911 calls over the Socrata SODA 2.1 protocol.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--first-day", type=dt.date.fromisoformat, default=dt.date(2026, 1, 1))
+    parser.add_argument("--last-day", type=dt.date.fromisoformat, default=dt.date(2026, 10, 31))
+    parser.add_argument("--seed", type=int, default=2026)
+    return parser.parse_args(argv)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    server = SimulatorServer(args.host, args.port, args.first_day, args.last_day, args.seed)
+    signal.signal(signal.SIGTERM, _interrupt)  # docker stop sends SIGTERM
+    print(f"city simulator listening on {server.url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Run dbt against the warehouse, with connection settings and variables taken from the project."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from civic_warehouse import catalog, settings, warehouse
+
+log = logging.getLogger(__name__)
+
+
+class DbtError(RuntimeError):
+    """A dbt command failed; the message lists the failing nodes and their messages."""
+
+
+@dataclass(frozen=True)
+class DbtResult:
+    command: str
+    results: list[dict]
+
+    def failures(self) -> list[dict]:
+        return [r for r in self.results if r["status"] in ("error", "fail", "runtime error")]
+
+
+def dbt_vars() -> dict:
+    sources = catalog.load_catalog()
+    return {"source_timezones": {name: s.timezone for name, s in sources.items()}}
+
+
+def dbt_environ(url: str | None = None) -> dict[str, str]:
+    return {
+        **os.environ,
+        **warehouse.dbt_environ(url),
+        "DBT_PROFILES_DIR": str(settings.DBT_PROJECT_DIR),
+        "DBT_PROJECT_DIR": str(settings.DBT_PROJECT_DIR),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    }
+
+
+def dbt_executable() -> str:
+    # The dbt next to this interpreter, so a virtualenv's dbt is used even when it is not on PATH.
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def run_dbt(args: list[str], url: str | None = None, check: bool = True) -> DbtResult:
+    """Run ``dbt <args>`` in a subprocess (dbt keeps global state; one process per command is safest)."""
+    command = [dbt_executable(), *args, "--vars", json.dumps(dbt_vars())]
+    log.info("running %s", " ".join(command))
+    completed = subprocess.run(
+        command,
+        cwd=settings.DBT_PROJECT_DIR,
+        env=dbt_environ(url),
+        capture_output=True,
+        text=True,
+    )
+    sys.stdout.write(completed.stdout)
+    sys.stderr.write(completed.stderr)
+    results = _run_results(args[0])
+    result = DbtResult(command=" ".join(args), results=results)
+    if check and completed.returncode != 0:
+        detail = "\n".join(
+            f"  {r['unique_id']}: {r['status']}: {(r.get('message') or '').strip()}"
+            for r in result.failures()
+        )
+        tail = "\n".join(completed.stdout.strip().splitlines()[-15:])
+        raise DbtError(
+            f"dbt {' '.join(args)} failed (exit {completed.returncode})\n{detail or tail}"
+        )
+    return result
+
+
+def _run_results(command: str) -> list[dict]:
+    path = settings.DBT_PROJECT_DIR / "target" / "run_results.json"
+    if command not in ("build", "run", "test", "seed", "snapshot") or not path.exists():
+        return []
+    document = json.loads(path.read_text())
+    return [
+        {
+            "unique_id": r["unique_id"],
+            "status": r["status"],
+            "message": r.get("message"),
+            "rows_affected": (r.get("adapter_response") or {}).get("rows_affected"),
+        }
+        for r in document["results"]
+    ]

@@ -1,0 +1,177 @@
+"""The one place that knows how to reach the warehouse.
+
+With ``WAREHOUSE_URL`` set (a ``postgresql://`` URL) every command uses that server. Without it the
+project runs an embedded PostgreSQL from the ``pgserver`` wheel, listening on 127.0.0.1 so that dbt,
+Great Expectations, Airflow assets and BI tools all reach it the same way they reach a real server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+from psycopg import sql
+
+from civic_warehouse import settings
+
+log = logging.getLogger(__name__)
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse could not be reached or started."""
+
+
+@dataclass(frozen=True)
+class ConnectionParts:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def from_url(cls, url: str) -> ConnectionParts:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise WarehouseError(
+                f"WAREHOUSE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}"
+            )
+        query = parse_qs(parts.query)
+        # libpq accepts the host (or a socket directory) in the query string as well.
+        host = parts.hostname or query.get("host", ["127.0.0.1"])[0]
+        return cls(
+            host=host,
+            port=parts.port or int(query.get("port", ["5432"])[0]),
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
+        )
+
+    def url(self, dbname: str | None = None) -> str:
+        auth = self.user + (f":{self.password}" if self.password else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{dbname or self.dbname}"
+
+
+def warehouse_url() -> str:
+    """The URL of the warehouse database, starting the embedded server when none is configured."""
+    url = os.environ.get("WAREHOUSE_URL")
+    if url:
+        return url
+    embedded = EmbeddedWarehouse()
+    embedded.start()
+    embedded.ensure_database(settings.EMBEDDED_DATABASE)
+    return embedded.url(settings.EMBEDDED_DATABASE)
+
+
+def connection_parts(url: str | None = None) -> ConnectionParts:
+    return ConnectionParts.from_url(url or warehouse_url())
+
+
+def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
+    return psycopg.connect(url or warehouse_url(), **kwargs)
+
+
+def dbt_environ(url: str | None = None) -> dict[str, str]:
+    """Variables read by ``dbt_project/profiles.yml``."""
+    parts = connection_parts(url)
+    return {
+        "CW_DB_HOST": parts.host,
+        "CW_DB_PORT": str(parts.port),
+        "CW_DB_USER": parts.user,
+        "CW_DB_PASSWORD": parts.password,
+        "CW_DB_NAME": parts.dbname,
+    }
+
+
+class EmbeddedWarehouse:
+    """PostgreSQL 16 from the pgserver wheel, data in ``.warehouse/``, TCP on 127.0.0.1."""
+
+    def __init__(self, root: Path | None = None, port: int | None = None) -> None:
+        self.root = root or settings.EMBEDDED_DIR
+        self.pgdata = self.root / "pgdata"
+        self.port = port or settings.EMBEDDED_PORT
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def is_running(self) -> bool:
+        try:
+            with psycopg.connect(self.url(), connect_timeout=3) as conn:
+                data_directory = conn.execute("show data_directory").fetchone()[0]
+        except psycopg.OperationalError:
+            return False
+        if Path(data_directory).resolve() != self.pgdata.resolve():
+            raise WarehouseError(
+                f"port {self.port} is taken by another PostgreSQL (data directory {data_directory}); "
+                "set WAREHOUSE_PORT to a free port, or WAREHOUSE_URL to use that server"
+            )
+        return True
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb()
+        # pgserver's own start listens on a unix socket only; start it on TCP instead.
+        from pgserver._commands import pg_ctl
+
+        log.info("starting embedded PostgreSQL on 127.0.0.1:%s (%s)", self.port, self.pgdata)
+        try:
+            pg_ctl(
+                [
+                    "-w",
+                    "-o",
+                    f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories=''",
+                    "-l",
+                    str(self.pgdata / "log"),
+                    "start",
+                ],
+                pgdata=self.pgdata,
+                user=self._system_user(),
+                timeout=60,
+            )
+        except subprocess.CalledProcessError as err:
+            log_tail = (self.pgdata / "log").read_text(errors="replace")[-2000:]
+            raise WarehouseError(f"embedded PostgreSQL did not start:\n{log_tail}") from err
+
+    def stop(self) -> None:
+        if not (self.pgdata / "postmaster.pid").exists():
+            return
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._system_user(), timeout=60
+        )
+
+    def ensure_database(self, dbname: str) -> None:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute(
+                "select 1 from pg_database where datname = %s", [dbname]
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+
+    def _initdb(self) -> None:
+        # pgserver knows how to initialise a data directory, including as root (it creates an
+        # unprivileged system user); let it do that, then stop its socket-only server.
+        import pgserver
+
+        server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        server.cleanup()
+
+    @staticmethod
+    def _system_user() -> str | None:
+        if platform.system() != "Windows" and os.geteuid() == 0:
+            return "pgserver"
+        return None
+
+
+def ensure_schema(conn: psycopg.Connection, schema: str) -> None:
+    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
