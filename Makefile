@@ -17,6 +17,8 @@ $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	# Make the project's package importable from the venv, as Airflow does with plugins/.
+	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'civic_warehouse.pth').write_text('$(CURDIR)/plugins\n')"
 	touch $@
 
 venv: $(BIN)/.installed  ## create .venv with the pinned requirements

@@ -38,17 +38,25 @@ SOURCES = sorted(load_catalog())
         "full_refresh": Param(
             False, type="boolean", description="Rebuild incremental models from scratch."
         ),
+        "reconcile": Param(
+            False,
+            type="boolean",
+            description="Read every record of every source; mark keys a source no longer has as deleted.",
+        ),
     },
     doc_md="""
 ### City pipeline
 
-For each source in the catalog (`sources/*.yml`): extract the run's data interval (one local day)
-from the city system into the `raw` layer. Then `dbt build` the staging models and the marts into the
+For each source in the catalog (`sources/*.yml`): extract the records that changed during the run's
+data interval (one local day, reaching back by the source's lookback for late updates) from the city
+system into the `raw` layer. Then `dbt build` the staging models and the marts into the
 `candidate` schema, validate the candidates with Great Expectations, and only if no critical
 expectation failed swap them into the `open` schema that BI tools read.
 
-**Backfill:** trigger with `start` and `end` (local dates, end exclusive). Re-running an interval is
-idempotent: the raw layer keeps one row per record and the marts are rebuilt.
+**Backfill:** trigger with `start` and `end` (local dates, end exclusive) to load the events of those
+days, or `airflow backfill create` for scheduled intervals. **Reconcile:** read every record and mark
+the ones a source deleted. Re-running is idempotent: the raw layer keeps one row per record (the
+latest version wins) and the marts are rebuilt.
 """,
 )
 def city_pipeline():
@@ -58,14 +66,15 @@ def city_pipeline():
 
         context = get_current_context()
         params = context["params"]
-        window = pipeline.window_for(
+        query = pipeline.query_for_run(
             catalog.get_source(source),
             context["data_interval_start"],
             context["data_interval_end"],
             params.get("start"),
             params.get("end"),
+            reconcile=params["reconcile"],
         )
-        return pipeline.extract(source, window)
+        return pipeline.extract(source, query)
 
     @task
     def transform() -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,7 +18,9 @@ import yaml
 
 from civic_warehouse import settings
 
-PROTOCOLS = ("socrata",)
+PROTOCOLS = ("socrata", "arcgis", "open311", "ckan")
+_DURATION = re.compile(r"^(?P<amount>\d+)\s*(?P<unit>[smhd])$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 _ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::-(?P<default>[^}]*))?\}")
 
@@ -40,7 +43,9 @@ class SourceConfig:
     raw_table: str
     page_size: int = 5000
     updated_field: str | None = None
+    lookback: timedelta = timedelta(0)
     app_token_env: str | None = None
+    api_version: int = 2
     schedule: str = "@daily"
     path: Path | None = None
 
@@ -72,7 +77,9 @@ _KIND_NAMES = {str: "text", int: "a whole number", list: "a list"}
 _OPTIONAL = {
     "page_size": int,
     "updated_field": str,
+    "lookback": str,
     "app_token_env": str,
+    "api_version": int,
     "schedule": str,
 }
 
@@ -121,9 +128,21 @@ def load_source(path: Path) -> SourceConfig:
     ):
         raise fail("app_token_env", "the NAME of an environment variable (never the token itself)")
 
+    if "api_version" in document and document["api_version"] not in (2, 3):
+        raise fail("api_version", "2 (SODA 2.1 /resource) or 3 (SODA3 query.json)")
+    lookback = timedelta(0)
+    if "lookback" in document:
+        match = _DURATION.match(document["lookback"].strip())
+        if not match:
+            raise fail("lookback", "a duration such as 36h, 2d, 90m")
+        lookback = timedelta(**{_DURATION_UNITS[match["unit"]]: int(match["amount"])})
+        if not document.get("updated_field"):
+            raise fail("lookback", "no lookback without an updated_field to look back on")
+
     return SourceConfig(
-        **{k: v for k, v in document.items() if k != "business_key"},
+        **{k: v for k, v in document.items() if k not in ("business_key", "lookback")},
         business_key=tuple(keys),
+        lookback=lookback,
         path=path,
     )
 

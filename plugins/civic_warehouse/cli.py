@@ -24,10 +24,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim = commands.add_parser("simulator", help="serve the city-systems simulator (blocks)")
     sim.add_argument("args", nargs=argparse.REMAINDER)
 
-    ex = commands.add_parser("extract", help="extract one source's interval into the raw layer")
+    ex = commands.add_parser(
+        "extract",
+        help="extract one source into the raw layer",
+        description="Without options: what changed since the last load (less the lookback). "
+        "Dates are local to the source (YYYY-MM-DD or an ISO datetime).",
+    )
     ex.add_argument("source")
-    ex.add_argument("--start", required=True, help="local date, inclusive (YYYY-MM-DD)")
-    ex.add_argument("--end", required=True, help="local date, exclusive (YYYY-MM-DD)")
+    ex.add_argument("--since", help="records changed at or after this time")
+    ex.add_argument("--until", help="... and before this time (default: now)")
+    ex.add_argument(
+        "--events", action="store_true", help="filter on event time instead of change time"
+    )
+    ex.add_argument("--reconcile", action="store_true", help="read everything; mark deleted keys")
 
     dbt = commands.add_parser(
         "dbt", help="run dbt against the warehouse, e.g. `dbt build -s fct_calls_for_service`"
@@ -80,11 +89,31 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from tqdm import tqdm
+
     from civic_warehouse import catalog, pipeline
+    from civic_warehouse.connectors import Query, Window
 
     source = catalog.get_source(args.source)
-    window = pipeline.window_for(source, None, None, args.start, args.end)
-    print(json.dumps(pipeline.extract(args.source, window), indent=2))
+    until = pipeline.local_midnight(source, args.until) if args.until else datetime.now(UTC)
+    if args.reconcile:
+        query = Query()
+    elif args.since:
+        window = Window(pipeline.local_midnight(source, args.since), until)
+        use_events = args.events or not source.updated_field
+        query = Query(events=window) if use_events else Query(updated=window)
+    else:
+        query = pipeline.query_since_watermark(source, until=until)
+    with tqdm(desc=f"{source.name}", unit=" rows", unit_scale=True) as bar:
+
+        def progress(page) -> None:
+            bar.update(len(page.records))
+            bar.set_postfix(pages=page.number)
+
+        result = pipeline.extract(source.name, query, progress=progress)
+    print(json.dumps(result, indent=2))
     return 0
 
 

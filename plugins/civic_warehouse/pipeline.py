@@ -7,38 +7,80 @@ extract (per source, per data interval) -> transform (dbt build into ``candidate
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-from civic_warehouse import catalog, quality, settings, transform, warehouse
+from civic_warehouse import catalog, loader, quality, settings, transform, warehouse
 from civic_warehouse import publish as publishing
-from civic_warehouse.connectors import Window, connector_for
-from civic_warehouse.loader import load
+from civic_warehouse.connectors import Page, Query, Window, connector_for
 
 log = logging.getLogger(__name__)
 
 
-def window_for(
+def local_midnight(source: catalog.SourceConfig, day: str) -> datetime:
+    """Midnight of a local date (YYYY-MM-DD) in the source's zone, or an ISO datetime as given."""
+    moment = datetime.fromisoformat(day)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=source.tz)
+    return moment
+
+
+def query_for_run(
     source: catalog.SourceConfig,
-    interval_start: datetime,
-    interval_end: datetime,
+    interval_start: datetime | None,
+    interval_end: datetime | None,
     start: str | None = None,
     end: str | None = None,
-) -> Window:
-    """The run's data interval, unless a backfill names local dates ``start``..``end`` (end exclusive)."""
-    if not start and not end:
-        return Window(interval_start, interval_end)
-    if not (start and end):
-        raise ValueError("give both start and end (local dates, end exclusive), or neither")
-    return Window(_local_midnight(source, start), _local_midnight(source, end))
+    reconcile: bool = False,
+) -> Query:
+    """What one extract run fetches.
+
+    A scheduled run takes the records that changed during its data interval, reaching back by the
+    source's lookback for late updates (or, for a source without a last-change field, the events of
+    its interval). A backfill names local dates ``start``..``end`` (end exclusive) and takes the
+    events of those days. A reconcile reads everything.
+    """
+    if reconcile:
+        return Query()
+    if start or end:
+        if not (start and end):
+            raise ValueError("give both start and end (local dates, end exclusive), or neither")
+        return Query(events=Window(local_midnight(source, start), local_midnight(source, end)))
+    if interval_start is None or interval_end is None:
+        raise ValueError("a run needs a data interval, or start and end dates")
+    if source.updated_field:
+        return Query(updated=Window(interval_start - source.lookback, interval_end))
+    return Query(events=Window(interval_start, interval_end))
 
 
-def extract(source_name: str, window: Window, url: str | None = None) -> dict[str, Any]:
+def query_since_watermark(
+    source: catalog.SourceConfig, url: str | None = None, until: datetime | None = None
+) -> Query:
+    """Records changed since the last load (less the lookback), for runs outside a schedule."""
+    if not source.updated_field:
+        raise ValueError(f"source {source.name!r} has no updated_field: give --since and --until")
+    with warehouse.connect(url) as conn:
+        mark = loader.watermark(conn, source)
+    if mark is None:
+        return Query()  # first load: everything
+    return Query(updated=Window(mark - source.lookback, until or datetime.now(UTC)))
+
+
+def extract(
+    source_name: str,
+    query: Query,
+    url: str | None = None,
+    progress: Callable[[Page], None] | None = None,
+) -> dict[str, Any]:
     source = catalog.get_source(source_name)
     connector = connector_for(source)
+    pages = connector.pages(query)
+    if progress:
+        pages = _observed(pages, progress)
     with warehouse.connect(url) as conn:
-        result = load(conn, source, window, connector.pages(window))
-    return result.as_dict() | {"window": [window.start.isoformat(), window.end.isoformat()]}
+        result = loader.load(conn, source, query, pages, connector.updated_at)
+    return result.as_dict()
 
 
 def transform_candidate(url: str | None = None, full_refresh: bool = False) -> dict[str, Any]:
@@ -63,5 +105,7 @@ def docs(url: str | None = None) -> dict[str, str]:
     }
 
 
-def _local_midnight(source: catalog.SourceConfig, day: str) -> datetime:
-    return datetime.combine(date.fromisoformat(day), time(0), tzinfo=source.tz)
+def _observed(pages: Iterator[Page], progress: Callable[[Page], None]) -> Iterator[Page]:
+    for page in pages:
+        progress(page)
+        yield page

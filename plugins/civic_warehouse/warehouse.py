@@ -21,6 +21,8 @@ from psycopg import sql
 from civic_warehouse import settings
 
 log = logging.getLogger(__name__)
+# pgserver logs every command at INFO, including from an atexit hook after streams are closed.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 class WarehouseError(RuntimeError):

@@ -22,7 +22,7 @@ def published(warehouse_url, simulator):
     reset_warehouse(warehouse_url)
     source = get_source("calls_for_service")
     pipeline.extract(
-        source.name, pipeline.window_for(source, None, None, "2026-04-06", "2026-04-08")
+        source.name, pipeline.query_for_run(source, None, None, "2026-04-06", "2026-04-08")
     )
     pipeline.transform_candidate()
     pipeline.audit()

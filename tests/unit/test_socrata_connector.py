@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 import pytest
 
 from civic_warehouse.catalog import get_source
-from civic_warehouse.connectors import Window, connector_for
+from civic_warehouse.connectors import Query, Window, connector_for
 from civic_warehouse.connectors.http import HttpClient, SourceError
 from civic_warehouse.simulator.calls import calls_between
 
 # 2026-03-02 00:00 .. 2026-03-04 00:00 in Dayton (EST, UTC-5).
 WINDOW = Window(datetime(2026, 3, 2, 5, tzinfo=UTC), datetime(2026, 3, 4, 5, tzinfo=UTC))
+EVENTS = Query(events=WINDOW)
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def no_sleep_client(name: str, **kwargs) -> HttpClient:
 
 
 def test_pages_cover_the_window_exactly_once(source):
-    pages = list(connector_for(source).pages(WINDOW))
+    pages = list(connector_for(source).pages(EVENTS))
     records = [r for page in pages for r in page.records]
     expected = calls_between(datetime(2026, 3, 2), datetime(2026, 3, 4))
     served = [r["event_number"] for r in records]
@@ -40,7 +41,7 @@ def test_pages_cover_the_window_exactly_once(source):
 
 
 def test_every_request_is_ordered_and_bounded(source, simulator):
-    list(connector_for(source).pages(WINDOW))
+    list(connector_for(source).pages(EVENTS))
     for _path, query in simulator.requests_log:
         assert query["$order"] == "time_received, :id"
         assert query["$limit"] == "300"
@@ -49,7 +50,7 @@ def test_every_request_is_ordered_and_bounded(source, simulator):
 
 
 def test_system_fields_are_requested(source):
-    first = next(iter(connector_for(source).pages(WINDOW))).records[0]
+    first = next(iter(connector_for(source).pages(EVENTS))).records[0]
     assert ":updated_at" in first and ":id" in first
 
 
@@ -58,7 +59,7 @@ def test_app_token_is_sent_from_the_environment(source, simulator, monkeypatch):
     monkeypatch.setenv("SOCRATA_APP_TOKEN", "sekrit")
     client = no_sleep_client(source.name)
     client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r.request.headers))
-    next(iter(connector_for(source, client).pages(WINDOW)))
+    next(iter(connector_for(source, client).pages(EVENTS)))
     assert seen[0]["X-App-Token"] == "sekrit"
 
 
@@ -72,7 +73,7 @@ def test_throttling_and_still_processing_are_retried(source, simulator):
         ]
     )
     client = HttpClient(source.name, sleep=delays.append)
-    pages = list(connector_for(source, client).pages(WINDOW))
+    pages = list(connector_for(source, client).pages(EVENTS))
     assert sum(len(p.records) for p in pages) > 0
     assert delays[0] == 7.0  # Retry-After honoured
     assert len(delays) == 3
@@ -86,7 +87,7 @@ def test_client_errors_fail_at_once_naming_source_and_reason(source, simulator):
     }
     simulator.faults.append((400, {"Content-Type": "application/json"}, json.dumps(body).encode()))
     with pytest.raises(SourceError) as raised:
-        list(connector_for(source, no_sleep_client(source.name)).pages(WINDOW))
+        list(connector_for(source, no_sleep_client(source.name)).pages(EVENTS))
     message = str(raised.value)
     assert "calls_for_service" in message and "HTTP 400" in message
     assert "query.soql.no-such-column" in message
@@ -96,11 +97,11 @@ def test_client_errors_fail_at_once_naming_source_and_reason(source, simulator):
 def test_missing_dataset_reports_the_code_field(source):
     missing = dataclasses.replace(source, dataset="zzzz-zzzz")
     with pytest.raises(SourceError, match=r"HTTP 404.*dataset\.missing"):
-        list(connector_for(missing, no_sleep_client(source.name)).pages(WINDOW))
+        list(connector_for(missing, no_sleep_client(source.name)).pages(EVENTS))
 
 
 def test_retries_are_bounded(source, simulator):
     simulator.faults.extend([(503, {}, b"busy")] * 10)
     client = no_sleep_client(source.name, max_attempts=3)
     with pytest.raises(SourceError, match="gave up after 3 attempt"):
-        list(connector_for(source, client).pages(WINDOW))
+        list(connector_for(source, client).pages(EVENTS))

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Window:
-    """A half-open data interval [start, end), in UTC."""
+    """A half-open interval [start, end) of timezone-aware instants."""
 
     start: datetime
     end: datetime
@@ -23,6 +23,19 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Query:
+    """Which records to fetch.
+
+    ``events``: records whose event time (the source's ``event_time_field``) is in the window.
+    ``updated``: records whose last-change time (``updated_field``) is in the window: the
+    incremental pull. Neither: every record the source has (a full reconcile).
+    """
+
+    events: Window | None = None
+    updated: Window | None = None
+
+
+@dataclass(frozen=True)
 class Page:
     """One response's records, as the server sent them, with where they came from."""
 
@@ -32,6 +45,14 @@ class Page:
 
 
 class Connector(Protocol):
-    def pages(self, window: Window) -> Iterator[Page]:
-        """Yield every page of records whose event time falls in ``window``, in a stable order."""
+    def pages(self, query: Query) -> Iterator[Page]:
+        """Yield every page of records matching ``query``, in a stable order.
+
+        Records are yielded as the protocol carries them, flattened only as far as needed to be
+        one JSON object per record (ArcGIS: attributes plus ``geometry``).
+        """
+        ...
+
+    def updated_at(self, record: dict[str, Any]) -> datetime | None:
+        """The record's last-change instant (aware, UTC), from the source's ``updated_field``."""
         ...

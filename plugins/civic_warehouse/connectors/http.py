@@ -14,6 +14,11 @@ log = logging.getLogger(__name__)
 
 # 202 is Socrata's "still materializing, ask again"; the rest are transient server or network trouble.
 RETRY_STATUSES = frozenset({202, 408, 429, 500, 502, 503, 504})
+TRANSIENT_ERRORS = (
+    requests.Timeout,
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+)
 
 
 class SourceError(RuntimeError):
@@ -51,22 +56,41 @@ class HttpClient:
     def get_json(
         self, url: str, params: dict[str, Any], headers: dict[str, str] | None = None
     ) -> Any:
+        return self.request_json("GET", url, params=params, headers=headers)
+
+    def post_json(self, url: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.request_json("POST", url, json_body=body, headers=headers)
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """The decoded body of a 200 answer, retrying transient failures within the time budget."""
         deadline = time.monotonic() + self.max_total_seconds
         for attempt in range(1, self.max_attempts + 1):
+            retry_after = None
             try:
-                response = self.session.get(
-                    url, params=params, headers=headers, timeout=self.timeout
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    headers=headers,
+                    timeout=self.timeout,
                 )
-            except (requests.Timeout, requests.ConnectionError) as err:
-                reason, retry_after = f"{type(err).__name__}: {err}", None
-            else:
                 if response.status_code == 200:
-                    try:
-                        return response.json()
-                    except ValueError as err:
-                        raise SourceError(
-                            self.source, response.url, f"body is not JSON: {err}", 200
-                        ) from err
+                    return response.json()
+            except TRANSIENT_ERRORS as err:
+                reason = f"{type(err).__name__}: {err}"
+            except ValueError as err:
+                # A 200 whose body is cut off or not JSON: a dropped transfer, worth another try.
+                reason = f"truncated or invalid JSON body: {err}"
+            else:
                 reason = error_message(response)
                 if response.status_code not in RETRY_STATUSES:
                     raise SourceError(self.source, response.url, reason, response.status_code)

@@ -1,12 +1,18 @@
-"""Socrata SODA 2.1: ``/resource/<id>.json`` paged with ``$limit``/``$offset`` and a stable ``$order``."""
+"""Socrata SODA: 2.1 ``/resource/<id>.json`` ($limit/$offset) and SODA3 ``query.json`` (POST, pages).
+
+Paging is only stable with an explicit order, so every request orders by the filtered field and
+then ``:id``. Floating timestamps are local wall-clock times: bounds are written in the source's
+zone. System fields (``:updated_at``) are fixed timestamps in UTC.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from civic_warehouse.catalog import SourceConfig
-from civic_warehouse.connectors.base import Page, Window
+from civic_warehouse.connectors.base import Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError
 
 
@@ -17,34 +23,91 @@ class SocrataConnector:
 
     @property
     def url(self) -> str:
-        return f"{self.source.resolved_base_url()}/resource/{self.source.dataset}.json"
+        base = self.source.resolved_base_url()
+        if self.source.api_version == 3:
+            return f"{base}/api/v3/views/{self.source.dataset}/query.json"
+        return f"{base}/resource/{self.source.dataset}.json"
 
-    def pages(self, window: Window) -> Iterator[Page]:
-        field = self.source.event_time_field
-        params = {
+    def pages(self, query: Query) -> Iterator[Page]:
+        where, order_field = self._where(query)
+        if self.source.api_version == 3:
+            yield from self._soda3_pages(where, order_field)
+            return
+        params: dict[str, Any] = {
             "$select": ":*, *",
-            # Floating timestamps are local wall-clock times: compare in the source's zone.
-            "$where": (
-                f"{field} >= '{self._floating(window.start)}' "
-                f"AND {field} < '{self._floating(window.end)}'"
-            ),
-            # Without $order Socrata pages are not stable; :id breaks ties.
-            "$order": f"{field}, :id",
+            "$order": f"{order_field}, :id",
             "$limit": self.source.page_size,
         }
-        headers = {"X-App-Token": token} if (token := self.source.app_token()) else None
+        if where:
+            params["$where"] = where
         offset, number = 0, 0
         while True:
-            body = self.client.get_json(self.url, {**params, "$offset": offset}, headers)
-            if not isinstance(body, list):
-                raise SourceError(
-                    self.source.name, self.url, f"expected a JSON array, got {type(body).__name__}"
-                )
+            body = self.client.get_json(self.url, {**params, "$offset": offset}, self._headers())
+            records = self._records(body)
             number += 1
-            yield Page(number=number, url=f"{self.url}?$offset={offset}", records=body)
-            if len(body) < self.source.page_size:
+            yield Page(number=number, url=f"{self.url}?$offset={offset}", records=records)
+            if len(records) < self.source.page_size:
                 return
-            offset += len(body)
+            offset += len(records)
 
-    def _floating(self, moment: datetime) -> str:
+    def updated_at(self, record: dict[str, Any]) -> datetime | None:
+        field = self.source.updated_field
+        value = record.get(field) if field else None
+        return self._parse(field, value) if value else None
+
+    def _soda3_pages(self, where: str | None, order_field: str) -> Iterator[Page]:
+        statement = f"SELECT :*, * {'WHERE ' + where if where else ''} ORDER BY {order_field}, :id"
+        number = 0
+        while True:
+            number += 1
+            body = self.client.post_json(
+                self.url,
+                {
+                    "query": statement,
+                    "page": {"pageNumber": number, "pageSize": self.source.page_size},
+                    "includeSynthetic": False,
+                },
+                self._headers(),
+            )
+            records = self._records(body)
+            yield Page(number=number, url=f"{self.url}#page={number}", records=records)
+            if len(records) < self.source.page_size:
+                return
+
+    def _where(self, query: Query) -> tuple[str | None, str]:
+        clauses, order_field = [], self.source.event_time_field
+        if query.events:
+            clauses.append(self._between(self.source.event_time_field, query.events))
+        if query.updated:
+            if not self.source.updated_field:
+                raise ValueError(f"source {self.source.name!r} has no updated_field to query by")
+            clauses.append(self._between(self.source.updated_field, query.updated))
+            order_field = self.source.updated_field
+        return (" AND ".join(clauses) or None), order_field
+
+    def _between(self, field: str, window: Window) -> str:
+        return f"{field} >= '{self._literal(field, window.start)}' AND {field} < '{self._literal(field, window.end)}'"
+
+    def _literal(self, field: str, moment: datetime) -> str:
+        if field.startswith(":"):  # system fields are fixed timestamps
+            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         return moment.astimezone(self.source.tz).strftime("%Y-%m-%dT%H:%M:%S.000")
+
+    def _parse(self, field: str, value: str) -> datetime:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:  # floating: wall-clock time in the source's zone
+            moment = moment.replace(tzinfo=self.source.tz)
+        return moment.astimezone(UTC)
+
+    def _headers(self) -> dict[str, str] | None:
+        token = self.source.app_token()
+        return {"X-App-Token": token} if token else None
+
+    def _records(self, body: Any) -> list[Any]:
+        if not isinstance(body, list):
+            raise SourceError(
+                self.source.name,
+                self.url,
+                f"expected a JSON array of records, got {type(body).__name__}",
+            )
+        return body

@@ -31,6 +31,8 @@ renamed as (
         extracted_at
 
     from source
+    -- keys a full reconcile no longer found at the source were deleted there
+    where deleted_at is null
 
 )
 
