@@ -43,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     dbt.add_argument("args", nargs=argparse.REMAINDER)
 
+    lint = commands.add_parser(
+        "lint-sql", help="sqlfluff (dbt templater, postgres) on the dbt project"
+    )
+    lint.add_argument("args", nargs=argparse.REMAINDER, help="extra sqlfluff arguments, e.g. fix")
+
     commands.add_parser("validate", help="run the quality gate on the candidate marts")
     commands.add_parser("publish", help="publish the candidate marts (after validate)")
     commands.add_parser("restore", help="bring back the previously published marts")
@@ -124,6 +129,20 @@ def _dbt(args: argparse.Namespace) -> int:
     return 1 if result.failures() else 0
 
 
+def _lint_sql(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from civic_warehouse import transform
+
+    command = args.args or ["lint"]
+    sqlfluff = os.path.join(os.path.dirname(sys.executable), "sqlfluff")
+    paths = [str(settings.DBT_PROJECT_DIR / "models")]
+    completed = subprocess.run(
+        [sqlfluff, *command, *paths], cwd=settings.PROJECT_ROOT, env=transform.dbt_environ()
+    )
+    return completed.returncode
+
+
 def _validate(args: argparse.Namespace) -> int:
     from civic_warehouse import quality
 
@@ -173,6 +192,7 @@ _COMMANDS = {
     "simulator": _simulator,
     "extract": _extract,
     "dbt": _dbt,
+    "lint-sql": _lint_sql,
     "validate": _validate,
     "publish": _publish,
     "restore": _restore,

@@ -105,21 +105,46 @@ class HttpClient:
             self._sleep(delay)
         raise AssertionError("unreachable")
 
+    def pause(self, attempt: int) -> None:
+        """Wait before retry ``attempt``, for protocols whose errors arrive inside a 200."""
+        self._sleep(self._backoff(attempt))
+
     def _backoff(self, attempt: int) -> float:
         # "Full jitter": spreads retries of many workers instead of synchronising them.
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
 
 
 def error_message(response: requests.Response) -> str:
-    """The useful part of an error body, whichever shape the server used."""
+    """The useful part of an error body, whichever protocol's shape the server used."""
     try:
         body = response.json()
     except ValueError:
         return response.text[:500] or response.reason
+    return describe_error_body(body)
+
+
+def describe_error_body(body: Any) -> str:
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        # Open311: [{"code": 403, "description": "..."}, ...]
+        return "; ".join(
+            " ".join(str(e[k]) for k in ("code", "description") if e.get(k) is not None)
+            for e in body
+        )
     if isinstance(body, dict):
+        error = body.get("error")
+        if body.get("success") is False:
+            # CKAN: {"success": false, "error": {"__type", "message" or <field>: [complaints]}}
+            if not isinstance(error, dict):
+                return f"CKAN error: {error!r}"
+            details = "; ".join(
+                f"{key}: {'; '.join(map(str, value)) if isinstance(value, list) else value}"
+                for key, value in error.items()
+                if key != "__type"
+            )
+            return f"CKAN {error.get('__type', 'error')}" + (f": {details}" if details else "")
         # Socrata uses "errorCode" for query errors and "code" for others: read both.
         code = body.get("errorCode") or body.get("code")
-        message = body.get("message") or body.get("error")
+        message = body.get("message") or error
         return " ".join(str(part) for part in (code, message) if part) or str(body)[:500]
     return str(body)[:500]
 
