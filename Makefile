@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo airflow simulator test test-unit test-integration lint bench stop clean
+.PHONY: help venv demo airflow docs simulator test test-unit test-integration lint bench stop clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ airflow: venv  ## the Airflow UI on http://localhost:8080 with the simulator, on
 	$(PY) -m civic_warehouse warehouse start
 	$(PY) -m civic_warehouse simulator --port $${SIMULATOR_PORT:-8780} & \
 	trap "kill $$!" EXIT; $(PY) -m civic_warehouse airflow standalone
+
+docs: venv  ## serve the dbt docs and GX Data Docs (built by every run) on http://localhost:8081
+	@test -f build/docs/index.html || { echo "no docs yet: run make demo first"; exit 1; }
+	$(PY) -m http.server 8081 --bind 127.0.0.1 --directory build/docs
 
 simulator: venv  ## serve the city-systems simulator on http://127.0.0.1:8780
 	$(PY) -m civic_warehouse simulator --port $${SIMULATOR_PORT:-8780}

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from civic_warehouse import settings
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="civic-airflow-"))
 os.environ.update(settings.airflow_environ() | {"AIRFLOW_HOME": str(_AIRFLOW_HOME)})
 
-TEST_DATABASE = "civic_test"
+# One database per test session, so concurrent sessions on one embedded server do not collide.
+TEST_DATABASE = f"civic_test_{os.getpid()}"
 PROJECT_SCHEMAS = (
     "raw",
     "staging",
@@ -33,7 +35,7 @@ PROJECT_SCHEMAS = (
 
 
 @pytest.fixture(scope="session")
-def warehouse_url() -> str:
+def warehouse_url() -> Iterator[str]:
     """A database of its own for the test session; WAREHOUSE_URL's database when that is set."""
     import psycopg
     from psycopg import sql
@@ -62,7 +64,14 @@ def warehouse_url() -> str:
         url = embedded.url(TEST_DATABASE)
     os.environ["WAREHOUSE_URL"] = url
     reset_warehouse(url)
-    return url
+    yield url
+    if not configured:
+        with psycopg.connect(embedded.url(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(
+                    sql.Identifier(TEST_DATABASE)
+                )
+            )
 
 
 def reset_warehouse(url: str) -> None:

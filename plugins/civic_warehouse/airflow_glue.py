@@ -15,14 +15,35 @@ OWNER = "data-engineering"
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
+    """Alert the department that owns what failed: the source's owner, or the failing suites'."""
+    from civic_warehouse import notify
+
     ti = context.get("task_instance") or context.get("ti")
-    log.error(
-        "task failed: dag=%s task=%s run=%s: %s",
-        getattr(ti, "dag_id", "?"),
-        getattr(ti, "task_id", "?"),
-        getattr(ti, "run_id", "?"),
-        context.get("exception"),
+    task_id = getattr(ti, "task_id", "?")
+    exception = context.get("exception")
+    alert = notify.Alert(
+        subject=f"civic-warehouse: {getattr(ti, 'dag_id', '?')}.{task_id} failed",
+        body=str(exception),
+        departments=departments_for(task_id, exception),
+        dag_id=getattr(ti, "dag_id", None),
+        task_id=task_id,
+        run_id=getattr(ti, "run_id", None),
     )
+    try:
+        notify.send(alert)
+    except Exception:  # an alert channel being down must not mask the task's own failure
+        log.exception("could not deliver the failure alert")
+
+
+def departments_for(task_id: str, exception: BaseException | None) -> list[str]:
+    from civic_warehouse import catalog, quality
+
+    if isinstance(exception, quality.QualityGateFailed):
+        return exception.report.owners_of_failures()
+    if task_id.startswith("extract_"):
+        source = catalog.load_catalog().get(task_id.removeprefix("extract_"))
+        return [source.owner] if source else []
+    return []
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from civic_warehouse import publish, quality, settings, warehouse
+from civic_warehouse import docs_site, publish, quality, settings, warehouse
 
 DAG_ID = "city_pipeline"
 
@@ -77,6 +77,7 @@ def summary(url: str, state: str, start: str, end: str) -> str:
             f"{critical} critical failure(s), {warnings} warning(s) (run {run_id})"
         )
     lines += [
+        f"Docs (both)       {docs_site.SITE_DIR / 'index.html'}  (make docs -> http://localhost:8081)",
         f"dbt docs          {settings.DBT_PROJECT_DIR / 'target' / 'index.html'}",
         f"GX Data Docs      {quality.data_docs_index()}",
         "Airflow UI        make airflow  ->  http://localhost:8080 "

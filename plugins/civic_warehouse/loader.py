@@ -60,7 +60,7 @@ def describe(query: Query) -> str:
 
 
 def ensure_raw_tables(conn: psycopg.Connection, source: SourceConfig) -> None:
-    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
+    ensure_bookkeeping(conn)
     conn.execute(
         sql.SQL(
             """
@@ -76,7 +76,18 @@ def ensure_raw_tables(conn: psycopg.Connection, source: SourceConfig) -> None:
             );
             -- raw tables created by earlier versions gain the newer lineage columns
             alter table {table} add column if not exists source_updated_at timestamptz;
-            alter table {table} add column if not exists deleted_at timestamptz;
+            alter table {table} add column if not exists deleted_at timestamptz
+            """
+        ).format(table=sql.Identifier(RAW, source.raw_table))
+    )
+
+
+def ensure_bookkeeping(conn: psycopg.Connection) -> None:
+    """The loader's tables of rejects, batches and watermarks (the stewardship reports read them)."""
+    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
+    conn.execute(
+        sql.SQL(
+            """
             create table if not exists {rejects} (
                 source text not null,
                 batch_id uuid not null,
@@ -107,7 +118,6 @@ def ensure_raw_tables(conn: psycopg.Connection, source: SourceConfig) -> None:
             )
             """
         ).format(
-            table=sql.Identifier(RAW, source.raw_table),
             rejects=sql.Identifier(RAW, "_rejects"),
             batches=sql.Identifier(RAW, "_batches"),
             watermarks=sql.Identifier(RAW, "_watermarks"),

@@ -40,6 +40,7 @@ class QualityGateFailed(RuntimeError):
 class ExpectationOutcome:
     suite: str
     table: str
+    owner: str | None
     expectation: str
     column: str | None
     severity: str
@@ -68,6 +69,9 @@ class GateReport:
     def passed(self) -> bool:
         return not self.critical_failures
 
+    def owners_of_failures(self) -> list[str]:
+        return sorted({o.owner for o in self.critical_failures if o.owner})
+
     def summary(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -86,6 +90,8 @@ class GateReport:
                 f"  suite {o.suite}: {o.expectation} on {target}: observed {o.observed!r}; "
                 f"sample failing values {o.samples!r}; {o.notes or ''}".rstrip("; ")
             )
+        if owners := self.owners_of_failures():
+            lines.append(f"Owner: {', '.join(owners)}")
         lines.append(f"Data Docs: {self.data_docs}")
         return "\n".join(lines)
 
@@ -146,7 +152,8 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
     )
     for suite_result in run.run_results.values():
         suite_name = suite_result.suite_name
-        table = context.suites.get(suite_name).meta["table"]
+        suite_meta = context.suites.get(suite_name).meta
+        table = suite_meta["table"]
         for result in suite_result.results:
             config = result.expectation_config
             details = result.result or {}
@@ -154,6 +161,7 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
                 ExpectationOutcome(
                     suite=suite_name,
                     table=table,
+                    owner=suite_meta.get("owner"),
                     expectation=config.type,
                     column=config.kwargs.get("column"),
                     severity=(config.meta or {}).get("severity", "critical"),
@@ -178,29 +186,8 @@ def gate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) -> Gat
 
 
 def record(conn: psycopg.Connection, report: GateReport) -> None:
+    ensure_results_table(conn)
     results = sql.Identifier(settings.QUALITY_SCHEMA, "validation_results")
-    conn.execute(
-        sql.SQL("create schema if not exists {}").format(sql.Identifier(settings.QUALITY_SCHEMA))
-    )
-    conn.execute(
-        sql.SQL(
-            """
-            create table if not exists {} (
-                run_id uuid not null,
-                validated_at timestamptz not null,
-                suite text not null,
-                table_name text not null,
-                expectation text not null,
-                column_name text,
-                severity text not null,
-                success boolean not null,
-                observed_value jsonb,
-                sample_failing_values jsonb,
-                notes text
-            )
-            """
-        ).format(results)
-    )
     with conn.cursor() as cursor:
         cursor.executemany(
             sql.SQL("insert into {} values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
@@ -223,3 +210,27 @@ def record(conn: psycopg.Connection, report: GateReport) -> None:
                 for o in report.outcomes
             ],
         )
+
+
+def ensure_results_table(conn: psycopg.Connection) -> None:
+    schema = sql.Identifier(settings.QUALITY_SCHEMA)
+    conn.execute(sql.SQL("create schema if not exists {}").format(schema))
+    conn.execute(
+        sql.SQL(
+            """
+            create table if not exists {} (
+                run_id uuid not null,
+                validated_at timestamptz not null,
+                suite text not null,
+                table_name text not null,
+                expectation text not null,
+                column_name text,
+                severity text not null,
+                success boolean not null,
+                observed_value jsonb,
+                sample_failing_values jsonb,
+                notes text
+            )
+            """
+        ).format(sql.Identifier(settings.QUALITY_SCHEMA, "validation_results"))
+    )

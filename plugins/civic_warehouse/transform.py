@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from civic_warehouse import catalog, settings, warehouse
+from civic_warehouse import catalog, loader, quality, settings, warehouse
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ def dbt_executable() -> str:
 
 def run_dbt(args: list[str], url: str | None = None, check: bool = True) -> DbtResult:
     """Run ``dbt <args>`` in a subprocess (dbt keeps global state; one process per command is safest)."""
+    with warehouse.connect(url) as conn:
+        # Tables the project writes outside dbt, which dbt models read as sources.
+        loader.ensure_bookkeeping(conn)
+        quality.ensure_results_table(conn)
     command = [dbt_executable(), *args, "--vars", json.dumps(dbt_vars())]
     log.info("running %s", " ".join(command))
     completed = subprocess.run(

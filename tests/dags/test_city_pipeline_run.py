@@ -63,3 +63,23 @@ def test_a_second_run_leaves_identical_marts(first_run):
         table_fingerprint(url, "open", "dim_call_type", "call_type_code"),
     ]
     assert after == before
+
+
+def test_stewards_get_reports_and_one_docs_site(first_run):
+    from civic_warehouse import docs_site
+
+    url, _ = first_run
+    with psycopg.connect(url) as conn:
+        freshness = conn.execute(
+            "select source, rows_inserted, rows_rejected from stewardship.source_freshness"
+        ).fetchall()
+        pass_rate = conn.execute(
+            "select suite, pass_rate from stewardship.quality_pass_rate_daily"
+        ).fetchall()
+    assert [(s, r) for s, _, r in freshness] == [("calls_for_service", 0)]
+    assert freshness[0][1] > 1000
+    assert pass_rate and all(rate == 1 for _, rate in pass_rate)
+    index = (docs_site.SITE_DIR / "index.html").read_text()
+    assert 'href="dbt/index.html"' in index and 'href="quality/index.html"' in index
+    assert (docs_site.SITE_DIR / "dbt" / "manifest.json").exists()
+    assert (docs_site.SITE_DIR / "quality" / "index.html").exists()

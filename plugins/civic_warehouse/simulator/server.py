@@ -3,7 +3,10 @@
 Serves ``GET /resource/<dataset_id>.json`` (``$select``, ``$where``, ``$order``, ``$limit``,
 ``$offset`` and ``?column=value`` filters) and ``GET /api/views/<dataset_id>.json`` with the
 headers, body layout and error envelopes of a real Socrata server, so connectors and their tests
-exercise the same code paths they would against a city's open-data portal.
+exercise the same code paths they would against a city's open-data portal. The Socrata datasets
+are the 911 calls (``cfs9-mru1``), traffic crashes (``tc26-kabc``) and MRU cases
+(``mru5-case``); building permits are served over CKAN's
+``GET /api/3/action/datastore_search?resource_id=<uuid>``.
 
 Run it with ``python -m civic_warehouse.simulator.server --port 8780``.
 """
@@ -23,15 +26,17 @@ import re
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from civic_warehouse.simulator import soql
+from civic_warehouse.simulator import arcgis, crashes, faults, mru_cases, open311, permits, soql
 from civic_warehouse.simulator.calls import (
     CALLS_COLUMNS,
     CALLS_DATASET_ID,
@@ -39,8 +44,8 @@ from civic_warehouse.simulator.calls import (
     LOCAL_TZ,
     MAX_UPDATE_LAG,
     SYSTEM_COLUMNS,
-    day_records,
 )
+from civic_warehouse.simulator.service_requests import ServiceRequestStore
 
 log = logging.getLogger(__name__)
 
@@ -59,71 +64,186 @@ _encode_row = json.JSONEncoder(
 ).encode
 
 
-class CallsResource:
-    """The calls-for-service dataset as a SODA resource over a fixed range of days."""
+@dataclass(frozen=True)
+class SodaDataset:
+    """A Socrata dataset the simulator serves: its columns and its per-day generator."""
 
-    dataset_id = CALLS_DATASET_ID
-    name = CALLS_DATASET_NAME
-    columns: ClassVar[dict[str, str]] = dict(CALLS_COLUMNS)
+    dataset_id: str
+    name: str
+    description: str
+    columns: tuple[tuple[str, str], ...]
+    event_field: str  # floating timestamp; a generated day's rows all fall on that day
+    max_update_lag: dt.timedelta  # :updated_at never trails event_field by more
+    generate: Callable[[dt.date, int, float], Sequence[dict]]  # (day, seed, scale) -> rows
+    key: str  # business key
+    amend: Callable[[dict, str], dict]  # a late update of a record (see faults.Injector)
+
+
+def _reprioritise_call(record: dict, _stamp: str) -> dict:
+    """A late update to a 911 call: its priority is revised after review."""
+    priority = int(record["priority"])
+    record["priority"] = str(priority - 1 if priority > 1 else 2)
+    return record
+
+
+SODA_DATASETS: tuple[SodaDataset, ...] = (
+    SodaDataset(
+        CALLS_DATASET_ID,
+        CALLS_DATASET_NAME,
+        "Synthetic 911 calls for service for a mid-size US city.",
+        CALLS_COLUMNS,
+        "time_received",
+        MAX_UPDATE_LAG,
+        faults.call_day_records,
+        "event_number",
+        _reprioritise_call,
+    ),
+    SodaDataset(
+        crashes.CRASHES_DATASET_ID,
+        crashes.CRASHES_DATASET_NAME,
+        crashes.CRASHES_DESCRIPTION,
+        crashes.CRASHES_COLUMNS,
+        "crash_date",
+        crashes.MAX_UPDATE_LAG,
+        crashes.day_records,
+        "crash_id",
+        crashes.amend,
+    ),
+    SodaDataset(
+        mru_cases.MRU_DATASET_ID,
+        mru_cases.MRU_DATASET_NAME,
+        mru_cases.MRU_DESCRIPTION,
+        mru_cases.MRU_COLUMNS,
+        "opened",
+        mru_cases.MAX_UPDATE_LAG,
+        mru_cases.day_records,
+        "case_number",
+        mru_cases.amend,
+    ),
+)
+
+
+class SodaResource:
+    """One Socrata dataset as a SODA resource over a fixed range of days.
+
+    Rows come from the dataset's generator at ``scale``, through ``overlay``, where data faults
+    (inserted rows, late updates, duplicates, schema drift) change them.
+    """
+
     system_columns: ClassVar[dict[str, str]] = dict(SYSTEM_COLUMNS)
-    schema: ClassVar[dict[str, str]] = {**system_columns, **columns}
 
-    def __init__(self, first_day: dt.date, last_day: dt.date, seed: int) -> None:
+    def __init__(
+        self,
+        dataset: SodaDataset,
+        first_day: dt.date,
+        last_day: dt.date,
+        seed: int,
+        scale: float = 1.0,
+    ) -> None:
         if last_day < first_day:
             raise ValueError(f"last_day {last_day} is before first_day {first_day}")
-        self.first_day, self.last_day, self.seed = first_day, last_day, seed
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.dataset = dataset
+        self.dataset_id, self.name = dataset.dataset_id, dataset.name
+        self.first_day, self.last_day, self.seed, self.scale = first_day, last_day, seed, scale
+        shape = faults.RecordShape(
+            key=dataset.key,
+            event=dataset.event_field,
+            updated=":updated_at",
+            row_id=":id",
+            created=":created_at",
+            stamp=lambda utc: soql.format_timestamp(utc, "fixed_timestamp"),
+            new_row_id=functools.partial(faults.hashed_row_id, dataset.dataset_id, seed),
+            amend=dataset.amend,
+        )
+        # The fault clock starts at the newest generated :updated_at (naive UTC).
+        self.overlay = faults.Overlay(shape, lambda: self.base_last_modified.replace(tzinfo=None))
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Dataset columns (without system fields), including any added by schema drift."""
+        return self.overlay.columns(dict(self.dataset.columns))
+
+    @property
+    def schema(self) -> dict[str, str]:
+        return {**self.system_columns, **self.columns}
+
+    def records(self, day: dt.date) -> Sequence[dict]:
+        """The generated rows of one day (shared: read-only)."""
+        return self.dataset.generate(day, self.seed, self.scale)
 
     def sorted_rows(
         self, where: soql.Expr | None, order: tuple[tuple[str, bool], ...]
     ) -> tuple[dict, ...]:
         """Matching rows in ``order``; remembered so that paging through them sorts only once."""
-        return _sorted_rows(self, where, order)
+        return _sorted_rows(self, self.overlay.version, where, order)
 
     def rows(self, where: soql.Expr | None) -> list[dict]:
         """Rows matching ``where``, in generation order; generates only days it could match."""
-        if where is None:
-            return [row for day in self._days(None) for row in day_records(day, self.seed)]
-        keep = soql.compile_predicate(where)
-        return [
-            row for day in self._days(where) for row in day_records(day, self.seed) if keep(row)
-        ]
+        keep = None if where is None else soql.compile_predicate(where)
+        days, overlay = self._days(where), self.overlay
+        if overlay.clean:
+            if keep is None:
+                return [row for day in days for row in self.records(day)]
+            return [row for day in days for row in self.records(day) if keep(row)]
+        rows = [row for day in days for row in overlay.view(self.records(day), day)]
+        rows += overlay.extra_rows()  # changed after generation: not pruned by day
+        return rows if keep is None else [row for row in rows if keep(row)]
+
+    def ground_truth(
+        self, start: dt.datetime | None = None, end: dt.datetime | None = None
+    ) -> dict[str, dict]:
+        """By business key, the latest version of every record with event time in [start, end)."""
+        first = max(self.first_day, start.date()) if start else self.first_day
+        last = min(self.last_day, end.date()) if end else self.last_day
+        generated = (row for day in _days_between(first, last) for row in self.records(day))
+        return self.overlay.ground_truth(generated, start, end)
 
     def _days(self, where: soql.Expr | None) -> Iterator[dt.date]:
-        """The days whose calls could match ``where``, clipped to the served range."""
+        """The days whose rows could match ``where``, clipped to the served range."""
         first, last = self.first_day, self.last_day
-        low, high = soql.timestamp_bounds(where, "time_received")
+        low, high = soql.timestamp_bounds(where, self.dataset.event_field)
         if low is not None:
             first = max(first, low.date())
         if high is not None:
             last = min(last, high.date())
-        # :updated_at (UTC) trails time_received (local) by at most MAX_UPDATE_LAG.
+        # :updated_at (UTC) trails the event time (local) by at most max_update_lag.
         low, high = soql.timestamp_bounds(where, ":updated_at")
         if low is not None:
-            first = max(first, _utc_to_local(low - MAX_UPDATE_LAG).date())
+            first = max(first, _utc_to_local(low - self.dataset.max_update_lag).date())
         if high is not None:
             last = min(last, _utc_to_local(high).date())
         return _days_between(first, last)
 
     @functools.cached_property
-    def last_modified(self) -> dt.datetime:
-        """The newest :updated_at; only the last few days can hold it."""
-        start = max(self.first_day, self.last_day - MAX_UPDATE_LAG)
+    def base_last_modified(self) -> dt.datetime:
+        """The newest generated :updated_at; only the last few days can hold it."""
+        start = max(self.first_day, self.last_day - self.dataset.max_update_lag)
         stamps = [
             row[":updated_at"]
             for day in _days_between(start, self.last_day)
-            for row in day_records(day, self.seed)
+            for row in self.records(day)
         ]
         newest = max(stamps, default=None)
         if newest is None:
             return dt.datetime.combine(self.first_day, dt.time(), dt.UTC)
         return soql.parse_timestamp(newest).replace(microsecond=0, tzinfo=dt.UTC)
 
+    @property
+    def last_modified(self) -> dt.datetime:
+        """The newest :updated_at, counting rows changed by faults."""
+        newest = self.overlay.newest
+        if newest is None:
+            return self.base_last_modified
+        return max(self.base_last_modified, newest.replace(microsecond=0, tzinfo=dt.UTC))
+
     def metadata(self) -> dict:
         return {
             "id": self.dataset_id,
             "name": self.name,
             "assetType": "dataset",
-            "description": "Synthetic 911 calls for service for a mid-size US city.",
+            "description": self.dataset.description,
             "rowsUpdatedAt": int(self.last_modified.timestamp()),
             "columns": [
                 {
@@ -141,7 +261,10 @@ class CallsResource:
 
 @functools.lru_cache(maxsize=8)
 def _sorted_rows(
-    resource: CallsResource, where: soql.Expr | None, order: tuple[tuple[str, bool], ...]
+    resource: SodaResource,
+    _version: int,
+    where: soql.Expr | None,
+    order: tuple[tuple[str, bool], ...],
 ) -> tuple[dict, ...]:
     rows = resource.rows(where)
     soql.sort_rows(rows, order, resource.schema)
@@ -162,7 +285,7 @@ def _utc_to_local(utc: dt.datetime) -> dt.datetime:
 class _Query:
     """A parsed ``/resource`` request."""
 
-    def __init__(self, params: dict[str, str], resource: CallsResource) -> None:
+    def __init__(self, params: dict[str, str], resource: SodaResource) -> None:
         for name in params:
             if name.startswith("$") and not name.startswith("$$") and name not in _SUPPORTED:
                 raise soql.SoqlError(
@@ -224,6 +347,12 @@ class SimulatorServer:
 
     ``faults`` holds canned answers (status, headers, body) served, oldest first, instead of the
     next requests; ``requests_log`` records (path, query) of every request received.
+
+    ``resources`` are the Socrata datasets (911 calls, traffic crashes, MRU cases) and
+    ``datastores`` the CKAN DataStore tables (building permits). ``scale`` multiplies every
+    dataset's daily volume. ``inject`` sets bounded behavioural faults (slow, dropped or truncated
+    answers; rows inserted, updated or duplicated while a client pages; schema drift), and
+    ``ground_truth`` says what a correct client should end up holding.
     """
 
     def __init__(
@@ -233,9 +362,20 @@ class SimulatorServer:
         first_day: dt.date = dt.date(2026, 1, 1),
         last_day: dt.date = dt.date(2026, 10, 31),
         seed: int = 2026,
+        scale: float = 1.0,
     ) -> None:
-        self.seed = seed
-        self.resources = {CALLS_DATASET_ID: CallsResource(first_day, last_day, seed)}
+        self.seed, self.scale = seed, scale
+        self.resources = {
+            d.dataset_id: SodaResource(d, first_day, last_day, seed, scale) for d in SODA_DATASETS
+        }
+        self.datastores = {
+            permits.PERMITS_RESOURCE_ID: permits.permits_datastore(first_day, last_day, seed, scale)
+        }
+        self.inject = faults.Injector(
+            {i: r.overlay for i, r in [*self.resources.items(), *self.datastores.items()]}
+        )
+        # 311 requests for the ArcGIS and Open311 routes; set its ``as_of`` to move the clock.
+        self.service_requests = ServiceRequestStore(first_day, last_day, seed)
         self.faults: deque[Fault] = deque()
         self.requests_log: list[tuple[str, dict[str, str]]] = []
         self._httpd = _HTTPServer((host, port), _Handler)
@@ -246,6 +386,25 @@ class SimulatorServer:
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    def ground_truth(
+        self,
+        dataset_id: str,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+    ) -> dict[str, dict]:
+        """What a correct client of ``dataset_id`` ends up holding for event times in [start, end).
+
+        One record per business key, in its latest version (late updates applied, inserted rows
+        included, duplicates collapsed, schema drift applied), as the server renders it in full:
+        SODA rows with system fields, CKAN rows with ``_id``. ``start``/``end`` are naive local
+        times on the dataset's event field (time_received, crash_date, opened, applied_date).
+        """
+        resource = self.resources.get(dataset_id) or self.datastores.get(dataset_id)
+        if resource is None:
+            known = sorted([*self.resources, *self.datastores])
+            raise KeyError(f"no dataset {dataset_id!r}; known: {known}")
+        return resource.ground_truth(start, end)
 
     def start(self) -> Self:
         """Serve from a daemon thread; returns at once."""
@@ -288,11 +447,13 @@ class _HTTPServer(ThreadingHTTPServer):
 
 _RESOURCE_PATH = re.compile(r"^/resource/(?P<id>[^/]+)\.json$")
 _VIEW_PATH = re.compile(r"^/api/views/(?P<id>[^/]+)\.json$")
+_CKAN_ACTION_PATH = re.compile(r"^/api/3/action/(?P<action>[^/]+)$")
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so paging clients reuse one connection
     server: _HTTPServer
+    _spoil: str | None = None  # faults.DROP or faults.TRUNCATE for the current answer
 
     def version_string(self) -> str:
         return "nginx"  # what Socrata's front end announces
@@ -305,6 +466,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         simulator.requests_log.append((url.path, params))
+        injected = simulator.inject.take(url.path)
+        self._spoil = injected.body
+        if injected.delay:
+            time.sleep(injected.delay)
         try:
             fault = simulator.faults.popleft()
         except IndexError:
@@ -333,10 +498,20 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 headers = {"Last-Modified": _http_date(resource.last_modified)}
                 self._send_json(200, resource.metadata(), headers)
+        elif match := _CKAN_ACTION_PATH.match(path):
+            site = f"http://{self.headers.get('Host') or simulator.url.removeprefix('http://')}"
+            status, body = permits.datastore_action(
+                simulator.datastores, match["action"], params, urlsplit(self.path).query, path, site
+            )
+            self._send(status, {}, json.dumps(body).encode())
+        elif path.startswith(arcgis.PATH_PREFIX):
+            self._send(*arcgis.respond(simulator.service_requests, path, params))
+        elif path.startswith(open311.PATH_PREFIX):
+            self._send(*open311.respond(simulator.service_requests, path, params))
         else:
             self._send_json(404, {"code": "not_found", "error": True, "message": "Not found"})
 
-    def _serve_rows(self, resource: CallsResource, params: dict[str, str]) -> None:
+    def _serve_rows(self, resource: SodaResource, params: dict[str, str]) -> None:
         try:
             query = _Query(params, resource)
         except soql.SoqlError as error:
@@ -363,16 +538,17 @@ class _Handler(BaseHTTPRequestHandler):
             rows = resource.sorted_rows(query.where, query.order)
             page = rows[query.offset : query.offset + query.limit]
             body = render_rows(page, fields, tuple(resource.schema))
+            resource.overlay.after_page(rows, page, query.limit)  # armed data faults act now
         headers["X-SODA2-Fields"] = json.dumps(list(fields), separators=(",", ":"))
         headers["X-SODA2-Types"] = json.dumps(types, separators=(",", ":"))
         self._send(200, headers, body)
 
-    def _etag(self, resource: CallsResource, params: dict[str, str]) -> str:
+    def _etag(self, resource: SodaResource, params: dict[str, str]) -> str:
         # Same data and same query give the same tag; app tokens do not change the answer.
         query = sorted((k, v) for k, v in params.items() if not k.startswith("$$"))
         key = json.dumps(
             [resource.dataset_id, resource.seed, str(resource.first_day),
-             str(resource.last_day), query]
+             str(resource.last_day), resource.scale, resource.overlay.version, query]
         )  # fmt: skip
         digest = hashlib.sha256(key.encode()).digest()[:24]
         return f'"{base64.urlsafe_b64encode(digest).decode()}"'
@@ -395,6 +571,8 @@ class _Handler(BaseHTTPRequestHandler):
             "Vary": "Accept-Encoding",
             **headers,
         }
+        if self._spoil == faults.TRUNCATE:
+            body = body[: len(body) // 2]  # a complete HTTP answer whose JSON stops half-way
         if compress and body and "gzip" in self.headers.get("Accept-Encoding", ""):
             body = gzip.compress(body, compresslevel=1, mtime=0)
             headers["Content-Encoding"] = "gzip"
@@ -404,6 +582,11 @@ class _Handler(BaseHTTPRequestHandler):
         if status != 304:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self._spoil == faults.DROP:
+            # Promise the whole body, send half, hang up: the client sees a broken connection.
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
 
@@ -417,6 +600,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--first-day", type=dt.date.fromisoformat, default=dt.date(2026, 1, 1))
     parser.add_argument("--last-day", type=dt.date.fromisoformat, default=dt.date(2026, 10, 31))
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every dataset's daily volume"
+    )
     return parser.parse_args(argv)
 
 
@@ -426,7 +612,9 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    server = SimulatorServer(args.host, args.port, args.first_day, args.last_day, args.seed)
+    server = SimulatorServer(
+        args.host, args.port, args.first_day, args.last_day, args.seed, args.scale
+    )
     signal.signal(signal.SIGTERM, _interrupt)  # docker stop sends SIGTERM
     print(f"city simulator listening on {server.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
