@@ -38,9 +38,9 @@ class SourceConfig:
     base_url: str
     dataset: str
     business_key: tuple[str, ...]
-    event_time_field: str
     timezone: str
     raw_table: str
+    event_time_field: str | None = None
     page_size: int = 5000
     updated_field: str | None = None
     lookback: timedelta = timedelta(0)
@@ -69,12 +69,12 @@ _REQUIRED = {
     "base_url": str,
     "dataset": str,
     "business_key": list,
-    "event_time_field": str,
     "timezone": str,
     "raw_table": str,
 }
 _KIND_NAMES = {str: "text", int: "a whole number", list: "a list"}
 _OPTIONAL = {
+    "event_time_field": str,
     "page_size": int,
     "updated_field": str,
     "lookback": str,

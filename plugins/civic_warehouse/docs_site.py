@@ -10,7 +10,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from civic_warehouse import settings
+from civic_warehouse import settings, transform
 
 SITE_DIR = settings.BUILD_DIR / "docs"
 DBT_FILES = ("index.html", "manifest.json", "catalog.json")
@@ -18,7 +18,7 @@ DBT_FILES = ("index.html", "manifest.json", "catalog.json")
 
 def build(site: Path = SITE_DIR) -> Path:
     """Copy both sites under ``site`` and write its index; returns the index page."""
-    dbt_target = settings.DBT_PROJECT_DIR / "target"
+    dbt_target = transform.target_dir()
     data_docs = settings.EXPECTATIONS_DIR / "uncommitted" / "data_docs" / "local_site"
     (site / "dbt").mkdir(parents=True, exist_ok=True)
     for name in DBT_FILES:

@@ -41,9 +41,11 @@ def query_for_run(
     its interval). A backfill names local dates ``start``..``end`` (end exclusive) and takes the
     events of those days. A reconcile reads everything.
     """
-    if reconcile:
-        return Query()
+    if reconcile or not (source.event_time_field or source.updated_field):
+        return Query()  # reference data (no time fields) is read whole every run
     if start or end:
+        if not source.event_time_field:
+            raise ValueError(f"source {source.name!r} has no event_time_field to backfill by")
         if not (start and end):
             raise ValueError("give both start and end (local dates, end exclusive), or neither")
         return Query(events=Window(local_midnight(source, start), local_midnight(source, end)))

@@ -80,8 +80,14 @@ def run_dbt(args: list[str], url: str | None = None, check: bool = True) -> DbtR
     return result
 
 
+def target_dir() -> Path:
+    """dbt's target directory: DBT_TARGET_PATH when set (parallel runs), else dbt_project/target."""
+    configured = os.environ.get("DBT_TARGET_PATH")
+    return Path(configured) if configured else settings.DBT_PROJECT_DIR / "target"
+
+
 def _run_results(command: str) -> list[dict]:
-    path = settings.DBT_PROJECT_DIR / "target" / "run_results.json"
+    path = target_dir() / "run_results.json"
     if command not in ("build", "run", "test", "seed", "snapshot") or not path.exists():
         return []
     document = json.loads(path.read_text())

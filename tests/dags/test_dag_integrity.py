@@ -32,13 +32,13 @@ def test_every_dag_has_an_owner_tags_retries_and_docs(dagbag):
 def test_pipeline_has_one_extract_task_per_catalogued_source(dagbag):
     from civic_warehouse.catalog import load_catalog
 
-    dag = dagbag.get_dag("city_pipeline")
+    dag = dagbag.dags["city_pipeline"]
     extract_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("extract_")}
     assert extract_tasks == {f"extract_{name}" for name in load_catalog()}
 
 
 def test_gate_runs_before_publish_and_publish_before_docs(dagbag):
-    dag = dagbag.get_dag("city_pipeline")
+    dag = dagbag.dags["city_pipeline"]
     assert dag.get_task("audit").downstream_task_ids == {"publish"}
     assert dag.get_task("publish").downstream_task_ids == {"docs"}
     assert dag.get_task("transform").downstream_task_ids == {"audit"}

@@ -83,3 +83,13 @@ def test_token_value_comes_from_the_environment(tmp_path, monkeypatch):
     source = load_source(write(tmp_path, app_token_env="CITY_APP_TOKEN"))
     monkeypatch.setenv("CITY_APP_TOKEN", "t0ken")
     assert source.app_token() == "t0ken"
+
+
+def test_example_sources_for_real_portals_are_valid():
+    from civic_warehouse import settings
+
+    examples = load_catalog(settings.SOURCES_DIR / "examples")
+    assert {"cincinnati_calls_for_service", "nyc_311", "dayton_311", "chicago_311_open311"} <= set(
+        examples
+    )
+    assert {s.protocol for s in examples.values()} >= {"socrata", "arcgis", "open311"}

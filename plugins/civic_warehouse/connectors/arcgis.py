@@ -195,7 +195,7 @@ class ArcGISConnector:
         # Layers without an object-id field (Dayton 311) reject an OBJECTID sort: use the
         # business key, with the event time to order rows whose key is null.
         fields = list(self.source.business_key)
-        if self.source.event_time_field not in fields:
+        if self.source.event_time_field and self.source.event_time_field not in fields:
             fields.append(self.source.event_time_field)
         return ",".join(f"{field} ASC" for field in fields)
 
@@ -204,6 +204,8 @@ class ArcGISConnector:
     def _filters(self, query: Query, layer: LayerInfo) -> list[tuple[str, Window]]:
         filters = []
         if query.events:
+            if not self.source.event_time_field:
+                raise ValueError(f"source {self.source.name!r} has no event_time_field to query by")
             filters.append((self.source.event_time_field, query.events))
         if query.updated:
             if not self.source.updated_field:

@@ -74,6 +74,8 @@ class CKANConnector:
     def _filters(self, query: Query) -> list[tuple[str, Window]]:
         filters = []
         if query.events:
+            if not self.source.event_time_field:
+                raise ValueError(f"source {self.source.name!r} has no event_time_field to query by")
             filters.append((self.source.event_time_field, query.events))
         if query.updated:
             if not self.source.updated_field:

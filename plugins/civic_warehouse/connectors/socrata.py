@@ -7,6 +7,7 @@ zone. System fields (``:updated_at``) are fixed timestamps in UTC.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,11 @@ from typing import Any
 from civic_warehouse.catalog import SourceConfig
 from civic_warehouse.connectors.base import Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError
+
+log = logging.getLogger(__name__)
+
+# Reading a dataset that keeps changing underneath gives up after this many passes.
+MAX_PASSES = 3
 
 
 class SocrataConnector:
@@ -29,18 +35,45 @@ class SocrataConnector:
         return f"{base}/resource/{self.source.dataset}.json"
 
     def pages(self, query: Query) -> Iterator[Page]:
+        """Page through the matching rows; read again if the dataset changed while paging.
+
+        Offset paging over a dataset that gains rows mid-read shifts every later page: rows can be
+        skipped. The count of matching rows before and after a pass tells whether that happened.
+        Rows served twice are harmless (the loader keeps one per key); a second pass catches the
+        skipped ones.
+        """
         where, order_field = self._where(query)
+        number = 0
+        for _ in range(MAX_PASSES):
+            before = self._count(where)
+            for page in self._one_pass(where, order_field, number):
+                number = page.number
+                yield page
+            after = self._count(where)
+            if after == before:
+                return
+            log.warning(
+                "source %s: %d matching rows before paging, %d after: reading again",
+                self.source.name,
+                before,
+                after,
+            )
+        raise SourceError(
+            self.source.name, self.url, f"dataset kept changing during {MAX_PASSES} passes"
+        )
+
+    def _one_pass(self, where: str | None, order_field: str, number: int) -> Iterator[Page]:
         if self.source.api_version == 3:
-            yield from self._soda3_pages(where, order_field)
+            yield from self._soda3_pages(where, order_field, number)
             return
         params: dict[str, Any] = {
             "$select": ":*, *",
-            "$order": f"{order_field}, :id",
+            "$order": order_field if order_field == ":id" else f"{order_field}, :id",
             "$limit": self.source.page_size,
         }
         if where:
             params["$where"] = where
-        offset, number = 0, 0
+        offset = 0
         while True:
             body = self.client.get_json(self.url, {**params, "$offset": offset}, self._headers())
             records = self._records(body)
@@ -50,32 +83,44 @@ class SocrataConnector:
                 return
             offset += len(records)
 
+    def _count(self, where: str | None) -> int | None:
+        if self.source.api_version == 3:
+            return None  # SODA3 pages are ordered snapshots server-side
+        params = {"$select": "count(*)"} | ({"$where": where} if where else {})
+        body = self.client.get_json(self.url, params, self._headers())
+        try:
+            return int(body[0]["count"])
+        except (IndexError, KeyError, TypeError, ValueError) as err:
+            raise SourceError(self.source.name, self.url, f"unreadable count: {body!r}") from err
+
     def updated_at(self, record: dict[str, Any]) -> datetime | None:
         field = self.source.updated_field
         value = record.get(field) if field else None
         return self._parse(field, value) if value else None
 
-    def _soda3_pages(self, where: str | None, order_field: str) -> Iterator[Page]:
-        statement = f"SELECT :*, * {'WHERE ' + where if where else ''} ORDER BY {order_field}, :id"
-        number = 0
+    def _soda3_pages(self, where: str | None, order_field: str, number: int) -> Iterator[Page]:
+        order = order_field if order_field == ":id" else f"{order_field}, :id"
+        statement = f"SELECT :*, * {'WHERE ' + where if where else ''} ORDER BY {order}"
+        page_number = 0
         while True:
             number += 1
+            page_number += 1
             body = self.client.post_json(
                 self.url,
                 {
                     "query": statement,
-                    "page": {"pageNumber": number, "pageSize": self.source.page_size},
+                    "page": {"pageNumber": page_number, "pageSize": self.source.page_size},
                     "includeSynthetic": False,
                 },
                 self._headers(),
             )
             records = self._records(body)
-            yield Page(number=number, url=f"{self.url}#page={number}", records=records)
+            yield Page(number=number, url=f"{self.url}#page={page_number}", records=records)
             if len(records) < self.source.page_size:
                 return
 
     def _where(self, query: Query) -> tuple[str | None, str]:
-        clauses, order_field = [], self.source.event_time_field
+        clauses, order_field = [], self.source.event_time_field or ":id"
         if query.events:
             clauses.append(self._between(self.source.event_time_field, query.events))
         if query.updated:
