@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -144,7 +145,12 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
         )
     )
-    run = checkpoint.run()
+    with warehouse.connect(url) as conn:
+        parameters = {
+            f"min_rows_{suite.meta['table']}": minimum_rows(conn, suite.meta)
+            for suite in context.suites.all()
+        }
+    run = checkpoint.run(expectation_parameters=parameters)
     report = GateReport(
         run_id=str(uuid.uuid4()),
         validated_at=datetime.now(UTC),
@@ -175,6 +181,21 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
         record(conn, report)
     log.info("quality gate: %s", report.summary())
     return report
+
+
+def minimum_rows(conn: psycopg.Connection, suite_meta: dict[str, Any]) -> int:
+    """The fewest rows a candidate may have: a share of the published version (``max_shrink``)."""
+    table = suite_meta["table"]
+    exists = conn.execute("select to_regclass(%s)", [f"{settings.OPEN_SCHEMA}.{table}"]).fetchone()[
+        0
+    ]
+    if not exists:
+        return 1
+    published = conn.execute(
+        sql.SQL("select count(*) from {}").format(sql.Identifier(settings.OPEN_SCHEMA, table))
+    ).fetchone()[0]
+    shrink = float(suite_meta.get("max_shrink", 0.5))
+    return max(1, math.ceil(published * (1 - shrink)))
 
 
 def gate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) -> GateReport:

@@ -52,8 +52,10 @@ def dbt_executable() -> str:
 def run_dbt(args: list[str], url: str | None = None, check: bool = True) -> DbtResult:
     """Run ``dbt <args>`` in a subprocess (dbt keeps global state; one process per command is safest)."""
     with warehouse.connect(url) as conn:
-        # Tables the project writes outside dbt, which dbt models read as sources.
-        loader.ensure_bookkeeping(conn)
+        # Tables the project writes outside dbt, which dbt models read as sources: a source never
+        # loaded yet is an empty table, not a failed build.
+        for source in catalog.load_catalog().values():
+            loader.ensure_raw_tables(conn, source)
         quality.ensure_results_table(conn)
     command = [dbt_executable(), *args, "--vars", json.dumps(dbt_vars())]
     log.info("running %s", " ".join(command))

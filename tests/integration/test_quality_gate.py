@@ -92,3 +92,21 @@ def test_warnings_are_recorded_but_do_not_block(published):
     report = quality.gate()
     assert report.passed
     assert [(w.column, w.severity) for w in report.warnings] == [("call_category", "warning")]
+
+
+def test_a_candidate_that_collapsed_against_the_published_version_is_blocked(published):
+    from civic_warehouse import publish
+
+    publish.publish(published)  # the full two days are now the published version
+    with psycopg.connect(published) as conn:
+        conn.execute(
+            """
+            update raw.calls_for_service set deleted_at = now()
+            where record_key in (select record_key from raw.calls_for_service order by record_key
+                                 limit (select count(*) * 2 / 3 from raw.calls_for_service))
+            """
+        )
+    pipeline.transform_candidate()
+    report = quality.validate()
+    failed = [(o.expectation, o.severity) for o in report.critical_failures]
+    assert failed == [("expect_table_row_count_to_be_between", "critical")]
