@@ -21,8 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     wh.add_argument("action", choices=["start", "stop", "url"])
 
-    sim = commands.add_parser("simulator", help="serve the city-systems simulator (blocks)")
-    sim.add_argument("args", nargs=argparse.REMAINDER)
+    commands.add_parser(
+        "simulator", help="serve the city-systems simulator (blocks; --help for its options)"
+    )
 
     ex = commands.add_parser(
         "extract",
@@ -62,11 +63,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     af = commands.add_parser("airflow", help="run the airflow CLI with this project's settings")
     af.add_argument("args", nargs=argparse.REMAINDER)
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulator"]:
+        # The simulator has its own options (--port, --first-day, ...): hand them over whole.
+        from civic_warehouse.simulator.server import main as serve
+
+        return serve(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return _COMMANDS[args.command](args)
+    from civic_warehouse.errors import USER_ERRORS
+
+    try:
+        return _COMMANDS[args.command](args)
+    except USER_ERRORS as err:
+        # Errors that already say what went wrong and where: no traceback needed.
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 def _warehouse(args: argparse.Namespace) -> int:
@@ -85,12 +99,6 @@ def _warehouse(args: argparse.Namespace) -> int:
     else:
         print(warehouse.warehouse_url())
     return 0
-
-
-def _simulator(args: argparse.Namespace) -> int:
-    from civic_warehouse.simulator.server import main as serve
-
-    return serve(args.args)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -171,7 +179,7 @@ def _sources(args: argparse.Namespace) -> int:
     from civic_warehouse import catalog
 
     for source in catalog.load_catalog().values():
-        print(json.dumps(catalog.as_dict(source)))
+        print(json.dumps(catalog.as_dict(source), default=str))
     return 0
 
 
@@ -189,7 +197,6 @@ def _airflow(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "warehouse": _warehouse,
-    "simulator": _simulator,
     "extract": _extract,
     "dbt": _dbt,
     "lint-sql": _lint_sql,

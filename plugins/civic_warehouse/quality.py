@@ -120,12 +120,14 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
     validation_definitions = []
     for suite in context.suites.all():
         table = suite.meta["table"]
-        asset_name = f"{schema}.{table}"
+        # Mart suites validate the candidate; source suites name the schema they validate.
+        table_schema = suite.meta.get("schema", schema)
+        asset_name = f"{table_schema}.{table}"
         try:
             asset = datasource.get_asset(asset_name)
         except LookupError:
             asset = datasource.add_table_asset(
-                name=asset_name, table_name=table, schema_name=schema
+                name=asset_name, table_name=table, schema_name=table_schema
             )
         batch = (
             asset.batch_definitions[0]
@@ -134,7 +136,9 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
         )
         validation_definitions.append(
             context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=f"{suite.name}__{schema}", data=batch, suite=suite)
+                gx.ValidationDefinition(
+                    name=f"{suite.name}__{table_schema}", data=batch, suite=suite
+                )
             )
         )
     checkpoint = context.checkpoints.add_or_update(
@@ -169,7 +173,7 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
                     table=table,
                     owner=suite_meta.get("owner"),
                     expectation=config.type,
-                    column=config.kwargs.get("column"),
+                    column=config.kwargs.get("column") or _description(config),
                     severity=(config.meta or {}).get("severity", "critical"),
                     success=bool(result.success),
                     observed=details.get("observed_value", details.get("unexpected_count")),
@@ -255,3 +259,8 @@ def ensure_results_table(conn: psycopg.Connection) -> None:
             """
         ).format(sql.Identifier(settings.QUALITY_SCHEMA, "validation_results"))
     )
+
+
+def _description(config: Any) -> str | None:
+    # SQL row expectations carry a description instead of a column.
+    return getattr(config, "description", None) or config.kwargs.get("description")

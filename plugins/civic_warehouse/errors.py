@@ -1,0 +1,12 @@
+"""The errors that name their cause (source, file, record, suite) well enough to show as they are."""
+
+from __future__ import annotations
+
+from civic_warehouse.catalog import CatalogError
+from civic_warehouse.connectors.http import SourceError
+from civic_warehouse.publish import PublishError
+from civic_warehouse.quality import QualityGateFailed
+from civic_warehouse.transform import DbtError
+from civic_warehouse.warehouse import WarehouseError
+
+USER_ERRORS = (CatalogError, SourceError, PublishError, QualityGateFailed, DbtError, WarehouseError)
