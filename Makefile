@@ -47,9 +47,10 @@ test-unit: venv  ## fast tests: no warehouse, no Airflow
 test-integration: venv  ## tests against a real warehouse, dbt, GX and Airflow
 	$(PY) -m pytest tests/integration tests/dags
 
-lint: venv  ## ruff (with Airflow's AIR rules)
+lint: venv  ## ruff (with Airflow's AIR rules) and sqlfluff (dbt templater, postgres)
 	$(BIN)/ruff check plugins dags tests bench
 	$(BIN)/ruff format --check plugins dags tests bench
+	$(PY) -m civic_warehouse lint-sql
 
 bench: venv  ## every benchmark in bench/
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

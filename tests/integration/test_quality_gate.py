@@ -63,13 +63,20 @@ def test_out_of_city_coordinates_block_publishing(published):
     with psycopg.connect(published) as conn:
         failed = conn.execute(
             """
-            select column_name, severity, sample_failing_values from quality.validation_results
-            where not success and run_id = %s order by column_name
+            select suite, column_name, severity, sample_failing_values
+            from quality.validation_results
+            where not success and run_id = %s order by suite, column_name
             """,
             [raised.value.report.run_id],
         ).fetchall()
-    assert [(c, s) for c, s, _ in failed] == [("latitude", "critical"), ("longitude", "critical")]
-    assert "1834520.5" in json.dumps(failed[0][2])
+    # Caught twice: in the mart about to be published and in the source feed it came from.
+    assert [(suite, c, s) for suite, c, s, _ in failed] == [
+        ("fct_calls_for_service", "latitude", "critical"),
+        ("fct_calls_for_service", "longitude", "critical"),
+        ("stg_cad__calls_for_service", "latitude", "critical"),
+        ("stg_cad__calls_for_service", "longitude", "critical"),
+    ]
+    assert "1834520.5" in json.dumps(failed[0][3])
 
 
 def test_warnings_are_recorded_but_do_not_block(published):
