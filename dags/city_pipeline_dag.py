@@ -80,8 +80,10 @@ def city_pipeline():
     def transform() -> dict:
         from civic_warehouse import pipeline
 
+        context = get_current_context()
+        # The data interval's end anchors the publication delay, so a re-run publishes the same.
         return pipeline.transform_candidate(
-            full_refresh=get_current_context()["params"]["full_refresh"]
+            full_refresh=context["params"]["full_refresh"], as_of=context["data_interval_end"]
         )
 
     @task(retries=0)

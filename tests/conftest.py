@@ -25,11 +25,14 @@ TEST_DATABASE = f"civic_test_{os.getpid()}"
 PROJECT_SCHEMAS = (
     "raw",
     "staging",
+    "intermediate",
+    "internal",
     "reference",
     "candidate",
     "open",
     "open_previous",
     "quality",
+    "stewardship",
     "analytics",
 )
 

@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("validate", help="run the quality gate on the candidate marts")
     commands.add_parser("publish", help="publish the candidate marts (after validate)")
+    commands.add_parser(
+        "grants", help="create or update the bi_reader role (BI_READER_PASSWORD) and its grants"
+    )
     commands.add_parser("restore", help="bring back the previously published marts")
     commands.add_parser("sources", help="list the source catalog")
 
@@ -168,6 +171,15 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grants(args: argparse.Namespace) -> int:
+    from civic_warehouse import access, warehouse
+
+    with warehouse.connect() as conn:
+        access.ensure_bi_role(conn)
+    print(f"role {access.BI_ROLE}: reads schema open only")
+    return 0
+
+
 def _restore(args: argparse.Namespace) -> int:
     from civic_warehouse import publish
 
@@ -202,6 +214,7 @@ _COMMANDS = {
     "lint-sql": _lint_sql,
     "validate": _validate,
     "publish": _publish,
+    "grants": _grants,
     "restore": _restore,
     "sources": _sources,
     "demo": _demo,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from civic_warehouse import settings, warehouse
+from civic_warehouse import access, settings, warehouse
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def publish(url: str | None = None) -> list[PublishedMart]:
         if _schema_exists(conn, OPEN):
             _rename_schema(conn, OPEN, PREVIOUS)
         _rename_schema(conn, CANDIDATE, OPEN)
-        _grant_readers(conn, OPEN)
+        access.grant_open_tier(conn)
         marts = published_marts(conn)
     log.info("published %s", ", ".join(f"{m.name} ({m.rows} rows)" for m in marts))
     return marts
@@ -58,7 +58,7 @@ def restore(url: str | None = None) -> list[PublishedMart]:
         _rename_schema(conn, OPEN, "open_swap")
         _rename_schema(conn, PREVIOUS, OPEN)
         _rename_schema(conn, "open_swap", PREVIOUS)
-        _grant_readers(conn, OPEN)
+        access.grant_open_tier(conn)
         return published_marts(conn)
 
 
@@ -86,16 +86,3 @@ def _rename_schema(conn: psycopg.Connection, old: str, new: str) -> None:
     conn.execute(
         sql.SQL("alter schema {} rename to {}").format(sql.Identifier(old), sql.Identifier(new))
     )
-
-
-def _grant_readers(conn: psycopg.Connection, schema: str) -> None:
-    # The BI role reads the open tier only; it exists once `make bi` (or an admin) created it.
-    if conn.execute("select 1 from pg_roles where rolname = 'bi_reader'").fetchone():
-        conn.execute(
-            sql.SQL("grant usage on schema {} to bi_reader").format(sql.Identifier(schema))
-        )
-        conn.execute(
-            sql.SQL("grant select on all tables in schema {} to bi_reader").format(
-                sql.Identifier(schema)
-            )
-        )

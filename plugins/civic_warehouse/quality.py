@@ -188,18 +188,22 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
 
 
 def minimum_rows(conn: psycopg.Connection, suite_meta: dict[str, Any]) -> int:
-    """The fewest rows a candidate may have: a share of the published version (``max_shrink``)."""
+    """The fewest rows a candidate may have: a share of the published version (``max_shrink``).
+
+    Before a mart's first publication there is nothing to collapse against: a city that has not
+    configured a source yet still publishes the marts it has.
+    """
     table = suite_meta["table"]
     exists = conn.execute("select to_regclass(%s)", [f"{settings.OPEN_SCHEMA}.{table}"]).fetchone()[
         0
     ]
     if not exists:
-        return 1
+        return 0
     published = conn.execute(
         sql.SQL("select count(*) from {}").format(sql.Identifier(settings.OPEN_SCHEMA, table))
     ).fetchone()[0]
     shrink = float(suite_meta.get("max_shrink", 0.5))
-    return max(1, math.ceil(published * (1 - shrink)))
+    return math.ceil(published * (1 - shrink))
 
 
 def gate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) -> GateReport:

@@ -9,6 +9,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from civic_warehouse import catalog, loader, quality, settings, warehouse
 
@@ -49,15 +52,26 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def run_dbt(args: list[str], url: str | None = None, check: bool = True) -> DbtResult:
-    """Run ``dbt <args>`` in a subprocess (dbt keeps global state; one process per command is safest)."""
+def run_dbt(
+    args: list[str],
+    url: str | None = None,
+    check: bool = True,
+    extra_vars: dict[str, Any] | None = None,
+) -> DbtResult:
+    """Run ``dbt <args>`` in a subprocess (dbt keeps global state; one process per command is safest).
+
+    The project's variables (source time zones, ``extra_vars``) are merged with any ``--vars`` in
+    ``args``; the caller's own values win.
+    """
     with warehouse.connect(url) as conn:
         # Tables the project writes outside dbt, which dbt models read as sources: a source never
         # loaded yet is an empty table, not a failed build.
         for source in catalog.load_catalog().values():
             loader.ensure_raw_tables(conn, source)
         quality.ensure_results_table(conn)
-    command = [dbt_executable(), *args, "--vars", json.dumps(dbt_vars())]
+    args, given = _split_vars(args)
+    merged = dbt_vars() | (extra_vars or {}) | given
+    command = [dbt_executable(), *args, "--vars", json.dumps(merged, default=str)]
     log.info("running %s", " ".join(command))
     completed = subprocess.run(
         command,
@@ -80,6 +94,14 @@ def run_dbt(args: list[str], url: str | None = None, check: bool = True) -> DbtR
             f"dbt {' '.join(args)} failed (exit {completed.returncode})\n{detail or tail}"
         )
     return result
+
+
+def _split_vars(args: list[str]) -> tuple[list[str], dict[str, Any]]:
+    if "--vars" not in args:
+        return args, {}
+    at = args.index("--vars")
+    given = yaml.safe_load(args[at + 1]) or {}  # dbt accepts YAML or JSON here
+    return args[:at] + args[at + 2 :], given
 
 
 def target_dir() -> Path:

@@ -47,7 +47,7 @@ def warehouse(clean_warehouse_module: str, simulator) -> str:
         pipeline.extract(name, pipeline.query_for_run(source, None, None, START, END))
     neighborhoods = catalog.get_source("neighborhoods")
     pipeline.extract(neighborhoods.name, pipeline.query_for_run(neighborhoods, None, None))
-    transform.run_dbt(["build", "--select", *MARTS])
+    transform.run_dbt(["build", "--select", *MARTS, "--exclude", "tag:kpi"])
     return clean_warehouse_module
 
 

@@ -61,6 +61,8 @@ final as (
         round(longitude, 3) as longitude
 
     from joined
+    -- calls are published no sooner than the publication delay after they were received
+    where received_at <= {{ publication_cutoff() }}
 
 )
 
