@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+import fake_http
 import pytest
 
 from civic_warehouse.catalog import SourceConfig
@@ -35,13 +33,8 @@ def fixture(name: str) -> Any:
 # -- a tiny HTTP server --------------------------------------------------------------------------
 
 
-class FakeServer:
-    """Records every GET and answers it with ``answer(path, params) -> (status, body)``."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.answer: Callable[[str, dict[str, str]], tuple[int, Any]] = lambda p, q: (404, [])
+class FakeServer(fake_http.FakeServer):
+    not_found_body: Any = []
 
     def spans(self) -> list[tuple[datetime, datetime]]:
         return [
@@ -52,33 +45,8 @@ class FakeServer:
 
 @pytest.fixture(scope="module")
 def http_server() -> Iterator[tuple[str, dict[str, FakeServer]]]:
-    """One listening socket per module; each test plugs in its own FakeServer."""
-    current: dict[str, FakeServer] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            fake = current["server"]
-            parts = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-            fake.requests.append((parts.path, params))
-            status, body = fake.answer(parts.path, params)
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", current
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with fake_http.serving("application/json; charset=utf-8") as served:
+        yield served
 
 
 @pytest.fixture
