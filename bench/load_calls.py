@@ -42,12 +42,12 @@ import multiprocessing
 import os
 import platform
 import pstats
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,6 +65,7 @@ DLT_REQUIREMENT = "dlt[postgres]==1.31.0"
 SLING_REQUIREMENT = "sling-linux-amd64==1.4.11"
 
 SOURCE = "calls_for_service"
+SERVER_MODULE = "civic_warehouse.simulator.server"
 BENCH_DATABASE = "civic_bench"
 FIRST_DAY = dt.date(2021, 1, 1)
 SIMULATOR_SEED = 2026
@@ -173,7 +174,7 @@ def plan_window(rows: int) -> Plan:
 
 
 # --------------------------------------------------------------------------------------------
-# Processes: the simulator, and children measured with wait4
+# Processes: the simulator, and measured children
 # --------------------------------------------------------------------------------------------
 
 
@@ -194,20 +195,52 @@ def project_environ(**extra: str) -> dict[str, str]:
     return environ
 
 
+def vm_hwm_kib(pid: int | str = "self") -> int | None:
+    """The peak resident set of a live process's memory map (VmHWM), None once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None  # a zombie: its memory is already gone
+
+
+class PeakSampler(threading.Thread):
+    """Follows a child's VmHWM until it exits (the child must not be reaped before join).
+
+    Not ``ru_maxrss``: on Linux a child's ru_maxrss starts from the high-water mark of the memory
+    map it replaced at exec, that is this (larger) bench process, so small children would all
+    report the parent's size.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak_kib = pid, interval, 0
+
+    def run(self) -> None:
+        while (kib := vm_hwm_kib(self.pid)) is not None:
+            self.peak_kib = max(self.peak_kib, kib)
+            time.sleep(self.interval)
+
+
 def run_measured(
     name: str, argv: list[str], environ: dict[str, str], log_path: Path, reports: bool
 ) -> Measured:
-    """Run a child to completion; its own peak RSS comes from wait4, not from other children."""
-    log(f"{name}: running")
+    """Run a child to completion, with its wall time and the peak RSS of its own memory."""
+    log(f"{name}: running (load average {os.getloadavg()[0]:.2f})")
     with log_path.open("w") as stderr_file:
         started = time.perf_counter()
         process = subprocess.Popen(
             argv, env=environ, stdout=subprocess.PIPE, stderr=stderr_file, text=True
         )
+        sampler = PeakSampler(process.pid)
+        sampler.start()
         stdout = process.stdout.read() if process.stdout else ""
-        _, status, usage = os.wait4(process.pid, 0)
+        sampler.join()
+        process.wait()
         elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         tail = log_path.read_text(errors="replace")[-3000:]
         raise BenchError(f"{name} failed (exit {process.returncode}):\n{stdout[-2000:]}\n{tail}")
@@ -217,10 +250,12 @@ def run_measured(
         if not lines:
             raise BenchError(f"{name} printed no report:\n{stdout[-2000:]}")
         report = json.loads(lines[-1])
+    # A Python child reads its own VmHWM last thing, which the sampler can miss by a few ms.
+    peak_kib = max(sampler.peak_kib, int(report.get("vm_hwm_kib") or 0))
     measured = Measured(
         seconds=float(report.get("seconds", elapsed)),
         process_seconds=elapsed,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        peak_rss_mb=peak_kib / 1024,
         report=report,
     )
     log(
@@ -230,19 +265,31 @@ def run_measured(
     return measured
 
 
+# The simulator keeps the last 400 generated days; a count(*) over a longer window (the connector
+# asks for one before and after paging) regenerates every day: about two minutes for a million
+# calls, where a real Socrata answers in about a second. The bench's simulator keeps every day.
+SIMULATOR_LAUNCHER = """
+import functools, sys
+from civic_warehouse.simulator import calls, server
+generate = getattr(calls.day_records, "__wrapped__", calls.day_records)
+calls.day_records = functools.lru_cache(maxsize=None)(generate)
+sys.exit(server.main(sys.argv[1:]))
+"""
+
+
 class Simulator:
     """The city simulator in a process of its own, on a free port."""
 
-    def __init__(self, plan: Plan, log_path: Path) -> None:
-        self.plan, self.log_path = plan, log_path
+    def __init__(self, plan: Plan, log_path: Path, keep_all_days: bool = True) -> None:
+        self.plan, self.log_path, self.keep_all_days = plan, log_path, keep_all_days
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
     def __enter__(self) -> Simulator:
+        program = ["-c", SIMULATOR_LAUNCHER] if self.keep_all_days else ["-m", SERVER_MODULE]
         argv = [
             sys.executable,
-            "-m",
-            "civic_warehouse.simulator.server",
+            *program,
             "--port",
             "0",
             "--first-day",
@@ -288,12 +335,14 @@ class Request:
 
 
 class _Recorder:
-    """Stands in for the HTTP client: keeps the first request and answers with no records."""
+    """Stands in for the HTTP client: keeps the page requests, answers that there is nothing."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def get_json(self, url: str, params: dict[str, Any], headers: Any = None) -> list:
+        if str(params.get("$select", "")).replace(" ", "").lower() == "count(*)":
+            return [{"count": "0"}]  # the connector's before/after check
         self.calls.append((url, dict(params)))
         return []
 
@@ -325,6 +374,15 @@ def warm_up(request: Request) -> None:
     )
     response.raise_for_status()
     log(f"simulator warm in {time.perf_counter() - started:.0f}s")
+    count_params = {"$select": "count(*)", "$where": request.params["$where"]}
+    for _ in range(2):  # the first may still generate days; the second is what a load pays
+        started = time.perf_counter()
+        response = requests.get(request.url, params=count_params, timeout=WARMUP_TIMEOUT)
+        response.raise_for_status()
+    log(
+        f"simulator: count(*) of the window = {response.json()[0]['count']} "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
 
 
 def pages(request: Request) -> Iterator[bytes]:
@@ -466,8 +524,7 @@ def child_ours(start: str, end: str, profile: str | None) -> int:
     seconds = time.perf_counter() - started
     if profiler and profile:
         profiler.dump_stats(profile)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_rss_kib": peak_kib, **result}), flush=True)
+    print(json.dumps({"seconds": seconds, "vm_hwm_kib": vm_hwm_kib(), **result}), flush=True)
     return 0
 
 
@@ -534,7 +591,9 @@ started = time.perf_counter()
 info = pipeline.run(calls(), loader_file_format=config["file_format"])
 seconds = time.perf_counter() - started
 info.raise_on_failed_jobs()
-print(json.dumps({"seconds": seconds, "dlt": dlt.__version__}), flush=True)
+with open("/proc/self/status") as status:
+    hwm = [int(line.split()[1]) for line in status if line.startswith("VmHWM:")]
+print(json.dumps({"seconds": seconds, "vm_hwm_kib": hwm[0] if hwm else 0}), flush=True)
 """
 
 
@@ -670,7 +729,7 @@ def measure(rows: int, server: Server, work: Path, args) -> Measured:
     plan = plan_window(rows)
     log(f"window: time_received in [{plan.start}, {plan.end}) local, {rows:,} calls")
     work.mkdir(parents=True, exist_ok=True)
-    with Simulator(plan, work / "simulator.log") as simulator:
+    with Simulator(plan, work / "simulator.log", not args.plain_simulator) as simulator:
         request = request_for(plan, simulator.url)
         warm_up(request)
         peers = [p for p in args.peers if p != "none"]
@@ -743,6 +802,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("insert_values", "csv"),
         default=None,
         help="dlt's loader file format (default: dlt's own choice for postgres)",
+    )
+    parser.add_argument(
+        "--plain-simulator",
+        action="store_true",
+        help="the simulator with its own 400-day cache: each count(*) regenerates the window",
     )
     parser.add_argument("--profile", help="write a cProfile of ours' load to this file")
     parser.add_argument("--workdir", help="where pages, CSV and logs go (default: a temp dir)")
