@@ -6,14 +6,17 @@ test module imports it, and points at a throwaway AIRFLOW_HOME.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from fake_http import listening
 
 from civic_warehouse import settings
 
@@ -102,7 +105,15 @@ def simulator():
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Path:
+def dbt_manifest() -> Path:
+    """The dbt manifest the transform DAG is rendered from, written when missing or stale."""
+    from civic_warehouse import airflow_glue
+
+    return airflow_glue.ensure_dbt_manifest()
+
+
+@pytest.fixture(scope="session")
+def airflow_db(dbt_manifest: Path) -> Path:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ)
     return _AIRFLOW_HOME
@@ -112,3 +123,22 @@ def airflow_db() -> Path:
 def clean_warehouse_module(warehouse_url: str) -> str:
     reset_warehouse(warehouse_url)
     return warehouse_url
+
+
+@pytest.fixture
+def webhook(monkeypatch) -> Iterator[list[dict]]:
+    """A local alert webhook (``CIVIC_ALERT_WEBHOOK_URL``); yields the JSON bodies it received."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with listening(Handler) as url:
+        monkeypatch.setenv("CIVIC_ALERT_WEBHOOK_URL", f"{url}/hook")
+        yield received

@@ -1,4 +1,5 @@
-"""A tiny JSON HTTP server for connector contract tests: each test scripts the answers."""
+"""Tiny HTTP servers on 127.0.0.1 for tests: scripted JSON answers for connector contract tests,
+and any handler a test needs (webhooks, raw bodies)."""
 
 from __future__ import annotations
 
@@ -47,11 +48,18 @@ def serving(content_type: str) -> Iterator[tuple[str, dict[str, FakeServer]]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with listening(Handler) as url:
+        yield url, current
+
+
+@contextmanager
+def listening(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 in a thread; yields the base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", current
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
         httpd.server_close()

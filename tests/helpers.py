@@ -14,3 +14,65 @@ def table_fingerprint(url: str, schema: str, table: str, key: str) -> tuple[int,
                 "select count(*), md5(coalesce(string_agg(t::text, '|' order by {key}), '')) from {table} t"
             ).format(key=sql.Identifier(key), table=sql.Identifier(schema, table))
         ).fetchone()
+
+
+def schema_fingerprint(url: str, schema: str) -> dict[str, tuple[int, str]]:
+    """``table_fingerprint`` of every table in ``schema``, rows ordered by their whole text."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "select table_name from information_schema.tables where table_schema = %s",
+                [schema],
+            )
+        ]
+        return {
+            table: conn.execute(
+                sql.SQL(
+                    "select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), ''))"
+                    " from {} t"
+                ).format(sql.Identifier(schema, table))
+            ).fetchone()
+            for table in sorted(tables)
+        }
+
+
+EVENT_SOURCES = (
+    "calls_for_service",
+    "mru_cases",
+    "service_requests",
+    "building_permits",
+    "traffic_crashes",
+)
+
+
+def extract_city_window(url: str, simulator, start: str, end: str) -> str:
+    """Every source extracted from the simulator into ``url``'s raw layer for local dates
+    [start, end), neighborhoods whole, with no fault armed and no 311 status history left over."""
+    from civic_warehouse import catalog, pipeline
+
+    simulator.inject.clear()
+    simulator.faults.clear()
+    with psycopg.connect(url, autocommit=True) as conn:
+        # The 311 status snapshot lives outside the schemas the warehouse fixtures reset.
+        conn.execute("drop schema if exists internal cascade")
+    for name in EVENT_SOURCES:
+        source = catalog.get_source(name)
+        pipeline.extract(name, pipeline.query_for_run(source, None, None, start, end), url)
+    neighborhoods = catalog.get_source("neighborhoods")
+    pipeline.extract(neighborhoods.name, pipeline.query_for_run(neighborhoods, None, None), url)
+    return url
+
+
+def publish_city_window(url: str, simulator, start: str, end: str) -> str:
+    """Every source extracted for local dates [start, end), built and published.
+
+    The quality gate has tests of its own: this publishes whatever the build produced, as the
+    tests of what reads the open tier (BI tools, the public page) need.
+    """
+    from civic_warehouse import pipeline
+
+    extract_city_window(url, simulator, start, end)
+    pipeline.transform_candidate(url)
+    pipeline.publish(url)
+    return url

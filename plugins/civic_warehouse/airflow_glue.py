@@ -1,17 +1,41 @@
-"""Airflow-specific glue shared by the DAG files: default arguments and failure callbacks.
+"""Airflow-specific glue shared by the DAG files: default arguments, callbacks, assets, deadlines and
+the Cosmos configuration that renders the dbt project.
 
-Nothing else in the package imports Airflow, so connectors, loader and CLI work without it.
+Nothing else in the package imports Airflow, so connectors, loader and CLI work without it; Airflow
+and Cosmos are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Any
+import os
+import subprocess
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from civic_warehouse import settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from civic_warehouse.catalog import SourceConfig
 
 log = logging.getLogger(__name__)
 
 OWNER = "data-engineering"
+EXTRACT_DAG_PREFIX = "extract_"
+TRANSFORM_DAG_ID = "transform_marts"
+# A source's extract run is overdue this long after it was queued (its data interval closed).
+FRESHNESS_GRACE = timedelta(hours=6)
+# The dbt manifest Cosmos renders the transform DAG from; written by `dbt parse`, never at parse time.
+DBT_MANIFEST_DIR = settings.BUILD_DIR / "dbt-manifest"
+_DBT_INPUTS = ("models", "seeds", "snapshots", "macros", "tests", "dbt_project.yml")
+
+
+class DbtManifestMissing(RuntimeError):
+    """The transform DAG cannot be rendered: the dbt manifest is missing or older than the project."""
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
@@ -20,28 +44,58 @@ def on_task_failure(context: dict[str, Any]) -> None:
 
     ti = context.get("task_instance") or context.get("ti")
     task_id = getattr(ti, "task_id", "?")
+    dag_id = getattr(ti, "dag_id", None)
     exception = context.get("exception")
     alert = notify.Alert(
-        subject=f"civic-warehouse: {getattr(ti, 'dag_id', '?')}.{task_id} failed",
+        subject=f"civic-warehouse: {dag_id or '?'}.{task_id} failed",
         body=str(exception),
-        departments=departments_for(task_id, exception),
-        dag_id=getattr(ti, "dag_id", None),
+        departments=departments_for(dag_id or "", exception),
+        dag_id=dag_id,
         task_id=task_id,
         run_id=getattr(ti, "run_id", None),
     )
+    _deliver(alert)
+
+
+def on_source_overdue(source: str, context: dict[str, Any] | None = None) -> None:
+    """Deadline callback: a source's extract run has not finished in time; tell its owner."""
+    from civic_warehouse import catalog, notify
+
+    dag_run = (context or {}).get("dag_run") or {}
+    deadline = (context or {}).get("deadline") or {}
+    owner = catalog.load_catalog().get(source)
+    _deliver(
+        notify.Alert(
+            subject=f"civic-warehouse: source {source} is overdue",
+            body=(
+                f"The extract of {source} (run {dag_run.get('dag_run_id', '?')}, data interval "
+                f"{dag_run.get('data_interval_start', '?')} .. {dag_run.get('data_interval_end', '?')}) "
+                "had not finished by "
+                f"{deadline.get('deadline_time', '?')}: the city system may be silent or failing."
+            ),
+            departments=[owner.owner] if owner else [],
+            dag_id=dag_run.get("dag_id") or extract_dag_id(source),
+            run_id=dag_run.get("dag_run_id") or dag_run.get("run_id"),
+        )
+    )
+
+
+def _deliver(alert: Any) -> None:
+    from civic_warehouse import notify
+
     try:
         notify.send(alert)
     except Exception:  # an alert channel being down must not mask the task's own failure
-        log.exception("could not deliver the failure alert")
+        log.exception("could not deliver the alert")
 
 
-def departments_for(task_id: str, exception: BaseException | None) -> list[str]:
+def departments_for(dag_id: str, exception: BaseException | None) -> list[str]:
     from civic_warehouse import catalog, quality
 
     if isinstance(exception, quality.QualityGateFailed):
         return exception.report.owners_of_failures()
-    if task_id.startswith("extract_"):
-        source = catalog.load_catalog().get(task_id.removeprefix("extract_"))
+    if dag_id.startswith(EXTRACT_DAG_PREFIX):
+        source = catalog.load_catalog().get(dag_id.removeprefix(EXTRACT_DAG_PREFIX))
         return [source.owner] if source else []
     return []
 
@@ -56,3 +110,218 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "on_failure_callback": on_task_failure,
         **overrides,
     }
+
+
+def extract_dag_id(source: str) -> str:
+    return f"{EXTRACT_DAG_PREFIX}{source}"
+
+
+def raw_table_asset(source: SourceConfig):
+    """The Asset an extract DAG emits when it loaded its source's raw table."""
+    from airflow.sdk import Asset
+
+    # A name-based URI: the warehouse's host is a deployment detail, not part of the asset.
+    return Asset(
+        name=f"{settings.RAW_SCHEMA}.{source.raw_table}",
+        uri=f"civic-warehouse://{settings.RAW_SCHEMA}/{source.raw_table}",
+        group="raw",
+    )
+
+
+def freshness_deadline(source: SourceConfig):
+    """A Deadline Alert: a run must finish within ``FRESHNESS_GRACE`` of being queued.
+
+    A scheduled run is queued when its data interval closes, so this says the interval's records
+    must have landed that long after it; a run stuck in retries or hanging on a silent city system
+    alerts the source's owner. The reference is when the run was queued, not its logical date:
+    a backfill's old intervals would all be overdue at once, and a run triggered without a logical
+    date has none.
+    """
+    from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=FRESHNESS_GRACE,
+        callback=SyncCallback(on_source_overdue, kwargs={"source": source.name}),
+        name=f"{source.name} freshness",
+    )
+
+
+def publication_anchor(context: Any) -> datetime:
+    """The moment the publication delay counts from, the same on every re-run of a run.
+
+    The ``as_of`` param when given; else the end of the newest data interval the triggering extracts
+    loaded (their asset events carry it); else the run's own data interval end, or when it was due.
+    """
+    as_of = context["params"].get("as_of")
+    if as_of:
+        return datetime.fromisoformat(as_of)
+    ends = [
+        datetime.fromisoformat(event.extra["data_interval_end"])
+        for events in context["triggering_asset_events"].values()
+        for event in events
+        if (event.extra or {}).get("data_interval_end")
+    ]
+    if ends:
+        return max(ends)
+    return context.get("data_interval_end") or context["dag_run"].run_after
+
+
+def run_in_process(dag: Any, conf: dict[str, Any]) -> Any:
+    """Run ``dag`` once in this process (``dag.test``) with ``conf``; returns the DagRun.
+
+    The run goes without the DAG's deadline alerts: Airflow 3.3.2's ``dag.test`` crashes after a
+    successful run of a DAG that has one (apache/airflow#73428), and missed deadlines are the
+    scheduler's business anyway.
+    """
+    deadline, dag.deadline = dag.deadline, None
+    try:
+        return dag.test(logical_date=datetime.now(UTC), run_conf=conf)
+    finally:
+        dag.deadline = deadline
+
+
+# -- dbt through Cosmos ---------------------------------------------------------------------------
+
+
+def dbt_manifest_path() -> Path:
+    return DBT_MANIFEST_DIR / "manifest.json"
+
+
+def dbt_manifest_is_current(manifest: Path | None = None) -> bool:
+    """The manifest exists and no model, seed, snapshot, macro or test changed after it."""
+    manifest = manifest or dbt_manifest_path()
+    if not manifest.exists():
+        return False
+    written = manifest.stat().st_mtime
+    for name in _DBT_INPUTS:
+        path = settings.DBT_PROJECT_DIR / name
+        paths = [path] if path.is_file() else path.rglob("*") if path.exists() else []
+        if any(p.stat().st_mtime > written for p in paths):
+            return False
+    return True
+
+
+def write_dbt_manifest() -> Path:
+    """``dbt parse`` the project into the manifest Cosmos renders from (no warehouse needed)."""
+    from civic_warehouse import transform
+
+    DBT_MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
+    # Parsing never connects, but the profile must render: placeholders for unset settings.
+    placeholders = {
+        "CW_DB_HOST": "127.0.0.1",
+        "CW_DB_PORT": "5432",
+        "CW_DB_USER": "postgres",
+        "CW_DB_NAME": "postgres",
+    }
+    env = placeholders | {
+        **os.environ,
+        "DBT_PROFILES_DIR": str(settings.DBT_PROJECT_DIR),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    }
+    env.pop("DBT_TARGET_PATH", None)
+    # Parse into a directory of its own, then swap the file in: a DAG processor reading the
+    # manifest meanwhile sees the old one or the new one, never half of one.
+    with tempfile.TemporaryDirectory(dir=DBT_MANIFEST_DIR) as target:
+        command = [transform.dbt_executable(), "parse", "--target-path", target]
+        completed = subprocess.run(
+            command, cwd=settings.DBT_PROJECT_DIR, env=env, capture_output=True, text=True
+        )
+        if completed.returncode != 0:
+            tail = "\n".join(completed.stdout.strip().splitlines()[-15:])
+            raise DbtManifestMissing(f"dbt parse of {settings.DBT_PROJECT_DIR} failed:\n{tail}")
+        os.replace(Path(target) / "manifest.json", dbt_manifest_path())
+    return dbt_manifest_path()
+
+
+def ensure_dbt_manifest() -> Path:
+    """Write the manifest when it is missing or older than the project; cheap when current."""
+    if dbt_manifest_is_current():
+        return dbt_manifest_path()
+    log.info("writing the dbt manifest to %s", DBT_MANIFEST_DIR)
+    return write_dbt_manifest()
+
+
+def require_dbt_manifest() -> Path:
+    """The manifest, or an error saying how to make it (DAG files never run dbt while parsing)."""
+    manifest = dbt_manifest_path()
+    if not dbt_manifest_is_current(manifest):
+        state = "is older than the dbt project" if manifest.exists() else "does not exist"
+        raise DbtManifestMissing(
+            f"the dbt manifest {manifest} {state}; the transform DAG is rendered from it. "
+            "Write it with `python -m civic_warehouse dbt-manifest` (make demo, make test and "
+            "make airflow do this)."
+        )
+    return manifest
+
+
+def warehouse_setting(name: str) -> str:
+    """A dbt profile setting (host, port, ...) of the warehouse, for templates rendered at run time."""
+    from civic_warehouse import warehouse
+
+    return warehouse.dbt_environ()[name]
+
+
+def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[str] = ()):
+    """The dbt project as a Cosmos task group: one task per model (with its tests after it).
+
+    Watcher mode runs one ``dbt build`` (dbt's own threads, in this process through dbtRunner) and
+    the per-model tasks follow its progress, so the UI shows every model while the run costs about
+    as much as a bare ``dbt build``. Rendering reads the manifest: no ``dbt ls`` at parse time.
+    """
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+    from civic_warehouse import transform
+
+    # The profile reads CW_DB_* variables: filled in when each task runs, from WAREHOUSE_URL.
+    env = {
+        name: f"{{{{ warehouse_setting('{name}') }}}}"
+        for name in ("CW_DB_HOST", "CW_DB_PORT", "CW_DB_USER", "CW_DB_PASSWORD", "CW_DB_NAME")
+    }
+    group = DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=settings.DBT_PROJECT_DIR,
+            manifest_path=require_dbt_manifest(),
+            project_name="civic_warehouse",
+        ),
+        profile_config=ProfileConfig(
+            profile_name="civic_warehouse",
+            target_name="warehouse",
+            profiles_yml_filepath=settings.DBT_PROJECT_DIR / "profiles.yml",
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            exclude=list(exclude),
+            test_behavior=TestBehavior.AFTER_EACH,
+            # Assets per model are not needed (the marts are gated, then published as a whole), and
+            # Cosmos' postgres:// asset URIs fail against a warehouse reached over a unix socket.
+            emit_datasets=False,
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            dbt_executable_path=transform.dbt_executable(),
+        ),
+        operator_args={
+            "env": env,
+            "vars": dbt_vars,
+            "install_deps": False,
+            "full_refresh": "{{ params.full_refresh }}",
+        },
+    )
+    # In a task group Cosmos starts the model tasks alongside the `dbt build` they watch. Starting
+    # them once it has finished (whatever its outcome: a failed model's task then retries that model
+    # alone) keeps them from holding worker slots while dbt runs, and lets `dag.test` run the group.
+    producer = group.children[f"{group_id}.dbt_producer_watcher"]
+    for root in group.get_roots():
+        if root is not producer:
+            producer >> root
+            root.trigger_rule = "all_done"
+    return group
+
+
+def dbt_template_macros() -> dict[str, Any]:
+    """``user_defined_macros`` for a DAG holding :func:`dbt_task_group`."""
+    return {"warehouse_setting": warehouse_setting}

@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     lint.add_argument("args", nargs=argparse.REMAINDER, help="extra sqlfluff arguments, e.g. fix")
 
+    commands.add_parser(
+        "lint-dbt",
+        help="dbt-score on the manifest: dbt Labs' structure-guide conventions (pyproject.toml)",
+    )
     commands.add_parser("validate", help="run the quality gate on the candidate marts")
     commands.add_parser("publish", help="publish the candidate marts (after validate)")
     commands.add_parser(
@@ -63,6 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--start", default="2026-10-01", help="first local date to extract")
     demo.add_argument("--end", default="2026-11-01", help="local date to stop before")
 
+    commands.add_parser(
+        "dbt-manifest", help="dbt parse into the manifest the transform DAG is rendered from"
+    )
+    from civic_warehouse.cluster import cli as cluster_cli
+
+    cluster_cli.add_parser(commands)
+    bi = commands.add_parser(
+        "bi", help="Apache Superset provisioned from bi/ on the published marts (blocks)"
+    )
+    bi.add_argument("--port", type=int, default=int(os.environ.get("SUPERSET_PORT", "8088")))
     af = commands.add_parser("airflow", help="run the airflow CLI with this project's settings")
     af.add_argument("args", nargs=argparse.REMAINDER)
 
@@ -125,7 +139,7 @@ def _extract(args: argparse.Namespace) -> int:
     with tqdm(desc=f"{source.name}", unit=" rows", unit_scale=True) as bar:
 
         def progress(page) -> None:
-            bar.update(len(page.records))
+            bar.update(len(page))
             bar.set_postfix(pages=page.number)
 
         result = pipeline.extract(source.name, query, progress=progress)
@@ -150,6 +164,21 @@ def _lint_sql(args: argparse.Namespace) -> int:
     paths = [str(settings.DBT_PROJECT_DIR / "models")]
     completed = subprocess.run(
         [sqlfluff, *command, *paths], cwd=settings.PROJECT_ROOT, env=transform.dbt_environ()
+    )
+    return completed.returncode
+
+
+def _lint_dbt(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from civic_warehouse import transform
+
+    transform.run_dbt(["parse"])
+    dbt_score = os.path.join(os.path.dirname(sys.executable), "dbt-score")
+    manifest = transform.target_dir() / "manifest.json"
+    # Run from the project root: dbt-score reads its configuration from pyproject.toml there.
+    completed = subprocess.run(
+        [dbt_score, "lint", "--manifest", str(manifest)], cwd=settings.PROJECT_ROOT
     )
     return completed.returncode
 
@@ -201,7 +230,29 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args.start, args.end)
 
 
+def _dbt_manifest(args: argparse.Namespace) -> int:
+    from civic_warehouse import airflow_glue
+
+    print(airflow_glue.write_dbt_manifest())
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from civic_warehouse.cluster import cli as cluster_cli
+
+    return cluster_cli.run(args)
+
+
+def _bi(args: argparse.Namespace) -> int:
+    from civic_warehouse import superset
+
+    return superset.run(args.port)
+
+
 def _airflow(args: argparse.Namespace) -> int:
+    from civic_warehouse import airflow_glue
+
+    airflow_glue.ensure_dbt_manifest()  # the DAG files render the dbt project from it
     env = {**os.environ, **settings.airflow_environ()}
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
     os.execve(airflow, [airflow, *args.args], env)
@@ -212,11 +263,15 @@ _COMMANDS = {
     "extract": _extract,
     "dbt": _dbt,
     "lint-sql": _lint_sql,
+    "lint-dbt": _lint_dbt,
     "validate": _validate,
     "publish": _publish,
     "grants": _grants,
     "restore": _restore,
     "sources": _sources,
     "demo": _demo,
+    "dbt-manifest": _dbt_manifest,
     "airflow": _airflow,
+    "cluster": _cluster,
+    "bi": _bi,
 }

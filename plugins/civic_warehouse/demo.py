@@ -1,39 +1,73 @@
-"""``make demo``: the whole pipeline, through a real Airflow DAG run, on the embedded warehouse.
+"""``make demo``: the whole pipeline, through real Airflow DAG runs, on the embedded warehouse.
 
-Starts the warehouse and the city-systems simulator, runs the ``city_pipeline`` DAG for a backfill
-window, and prints what was published, the quality verdict and where the docs are.
+Starts the warehouse and the city-systems simulator, runs every source's extract DAG for a backfill
+window, then the transform DAG (dbt, quality gate, publish, docs), and prints what was published,
+the quality verdict and where the docs are.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
-from civic_warehouse import docs_site, publish, quality, settings, warehouse
-
-DAG_ID = "city_pipeline"
+from civic_warehouse import (
+    airflow_glue,
+    docs_site,
+    public_dashboard,
+    publish,
+    quality,
+    settings,
+    warehouse,
+)
+from civic_warehouse.catalog import load_catalog
 
 
 def prepare_airflow() -> None:
-    """Point Airflow at this project and make sure its metadata database is current."""
+    """Point Airflow at this project, migrate its metadata database and write the dbt manifest."""
     os.environ.update(settings.airflow_environ())
     settings.airflow_home().mkdir(parents=True, exist_ok=True)
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
     subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    airflow_glue.ensure_dbt_manifest()
 
 
-def run_dag(conf: dict[str, Any]) -> str:
-    """Run the pipeline DAG once in this process (``dag.test``) and return the run's state."""
+@functools.cache
+def dagbag():
+    """The project's DAGs, parsed once per process (after making sure the dbt manifest is current)."""
     from airflow.dag_processing.dagbag import DagBag
+
+    airflow_glue.ensure_dbt_manifest()
 
     bag = DagBag(dag_folder=str(settings.DAGS_DIR))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    dag_run = bag.get_dag(DAG_ID).test(logical_date=datetime.now(UTC), run_conf=conf)
-    return str(dag_run.state)
+    return bag
+
+
+def run_dag(dag_id: str, conf: dict[str, Any]) -> str:
+    """Run one DAG once in this process (``dag.test``) and return the run's state."""
+    return str(airflow_glue.run_in_process(dagbag().get_dag(dag_id), conf).state)
+
+
+def run_pipeline(start: str, end: str) -> dict[str, str]:
+    """Backfill every source's extract DAG for ``start``..``end``, then run the transform DAG.
+
+    Returns each DAG's run state; the transform runs only when every extract succeeded.
+    """
+    states = {
+        airflow_glue.extract_dag_id(name): run_dag(
+            airflow_glue.extract_dag_id(name), {"start": start, "end": end, "reconcile": False}
+        )
+        for name in sorted(load_catalog())
+    }
+    if all(state == "success" for state in states.values()):
+        states[airflow_glue.TRANSFORM_DAG_ID] = run_dag(
+            airflow_glue.TRANSFORM_DAG_ID, {"full_refresh": False}
+        )
+    return states
 
 
 def run(start: str, end: str) -> int:
@@ -44,12 +78,13 @@ def run(start: str, end: str) -> int:
     prepare_airflow()
     with SimulatorServer(port=0) as simulator:
         os.environ["CITY_SIMULATOR_URL"] = simulator.url
-        state = run_dag({"start": start, "end": end, "full_refresh": False})
-    print(summary(url, state, start, end))
-    return 0 if state == "success" else 1
+        states = run_pipeline(start, end)
+    print(summary(url, states, start, end))
+    succeeded = states.get(airflow_glue.TRANSFORM_DAG_ID) == "success"
+    return 0 if succeeded else 1
 
 
-def summary(url: str, state: str, start: str, end: str) -> str:
+def summary(url: str, states: dict[str, str], start: str, end: str) -> str:
     with warehouse.connect(url) as conn:
         marts = publish.published_marts(conn)
         verdict = conn.execute(
@@ -65,7 +100,8 @@ def summary(url: str, state: str, start: str, end: str) -> str:
         "",
         "civic-warehouse demo",
         "====================",
-        f"Airflow DAG run   {DAG_ID}: {state} (data {start} .. {end}, local dates, end exclusive)",
+        f"Airflow DAG runs  data {start} .. {end} (local dates, end exclusive)",
+        *(f"  {dag_id:<36} {state}" for dag_id, state in states.items()),
         f"Warehouse         {_redact(url)}",
         "Published marts (schema open):",
         *(f"  open.{m.name:<28} {m.rows:>8} rows" for m in marts),
@@ -78,6 +114,7 @@ def summary(url: str, state: str, start: str, end: str) -> str:
         )
     lines += [
         f"Docs (both)       {docs_site.SITE_DIR / 'index.html'}  (make docs -> http://localhost:8081)",
+        f"Public dashboard  {public_dashboard.SITE_DIR / 'index.html'}  (static: open the file)",
         f"dbt docs          {settings.DBT_PROJECT_DIR / 'target' / 'index.html'}",
         f"GX Data Docs      {quality.data_docs_index()}",
         "Airflow UI        make airflow  ->  http://localhost:8080 "

@@ -6,7 +6,16 @@ from civic_warehouse.catalog import CatalogError
 from civic_warehouse.connectors.http import SourceError
 from civic_warehouse.publish import PublishError
 from civic_warehouse.quality import QualityGateFailed
+from civic_warehouse.superset import SupersetError
 from civic_warehouse.transform import DbtError
 from civic_warehouse.warehouse import WarehouseError
 
-USER_ERRORS = (CatalogError, SourceError, PublishError, QualityGateFailed, DbtError, WarehouseError)
+USER_ERRORS = (
+    CatalogError,
+    SourceError,
+    PublishError,
+    QualityGateFailed,
+    DbtError,
+    WarehouseError,
+    SupersetError,
+)

@@ -1,19 +1,22 @@
-"""Land a source's pages in its ``raw`` table: COPY as pages arrive, then merge in one transaction.
+"""Land a source's pages in its ``raw`` table as they arrive, all in one transaction.
 
 Every raw row keeps the record exactly as served (jsonb) plus lineage: batch, extracted-at, source,
 request page. A record that cannot be keyed goes to ``raw._rejects`` with its position and reason.
 Re-loading the same scope changes nothing: a row is only rewritten when the record itself changed,
-and the latest version of a record (by the source's last-change time, then position) wins. Pages
-stream through COPY into a temporary table, so memory stays flat however large the load; the
-merge, the rejects, the watermark and the batch log commit together or not at all.
+and the latest version of a record (by the source's last-change time, then position) wins. Each
+page travels to PostgreSQL as one JSON array, which splits it into records and upserts them, so
+memory stays flat however large the load and no record is parsed in Python unless its protocol
+needs reshaping; the upserts, the rejects, the watermark and the batch log commit together or not
+at all.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import queue
+import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +26,7 @@ from psycopg import sql
 
 from civic_warehouse import settings
 from civic_warehouse.catalog import SourceConfig
-from civic_warehouse.connectors.base import Page, Query
+from civic_warehouse.connectors.base import JsonArray, Page, Query
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,10 @@ def ensure_raw_tables(conn: psycopg.Connection, source: SourceConfig) -> None:
 
 def ensure_bookkeeping(conn: psycopg.Connection) -> None:
     """The loader's tables of rejects, batches and watermarks (the stewardship reports read them)."""
+    # CREATE ... IF NOT EXISTS fails (unique violation) when another session creates the same
+    # object at the same moment, as extracts of several sources on several workers do: serialise
+    # this DDL with a lock held until the caller's transaction ends.
+    conn.execute("select pg_advisory_xact_lock(hashtext('civic_warehouse.raw ddl'))")
     conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
     conn.execute(
         sql.SQL(
@@ -148,21 +155,32 @@ def load(
 ) -> LoadResult:
     """Load every page of one query, or nothing: any failure rolls the whole batch back.
 
-    A reconcile (a query with no window) saw every record the source has, so keys it did not see
-    are marked deleted (``deleted_at``); they come back if the source serves them again.
+    Each page goes to PostgreSQL as one JSON array, which splits it into records, keys them,
+    reads their last-change time and sets rejects aside. ``updated_at`` reads a record's
+    last-change time for pages of parsed records; a page kept as served (``JsonArray``, Socrata)
+    has ISO 8601 times, read in SQL (text without an offset is local to the source).
+
+    The next pages are fetched in a background thread while the database works on the current
+    one. A reconcile (a query with no window) saw every record the source has, so keys it did
+    not see are marked deleted (``deleted_at``); they come back if the source serves them again.
     """
     batch_id = str(uuid.uuid4())
     scope = describe(query)
     reconcile = query.events is None and query.updated is None
     started_at = datetime.now(UTC)
     with conn.transaction():
+        # A transaction of its own, so the DDL lock is not held while the batch loads.
         ensure_raw_tables(conn, source)
+    with conn.transaction():
+        # Counting the batch's keys sorts or hashes them: in memory rather than in temporary files.
+        conn.execute("set local work_mem = '256MB'")
+        # Every valid record's key and time (``_seen``), and every upsert (``_written``): small
+        # rows, from which the batch's counts, watermark and (for a reconcile) deletions come.
         conn.execute(
             """
-            create temporary table _incoming (
-                record_key text, record jsonb, updated_at timestamptz,
-                request_page integer, position integer
-            ) on commit drop
+            create temporary table _seen (record_key text, updated_at timestamptz)
+                on commit drop;
+            create temporary table _written (record_key text, inserted boolean) on commit drop
             """
         )
         conn.execute(
@@ -171,13 +189,18 @@ def load(
             ),
             [source.name, scope],
         )
-        page_count = received = rejected = 0
-        for page in pages:
+        statements = _page_statements(source)
+        batch = {"source": source.name, "batch": batch_id, "scope": scope, "at": started_at}
+        # Times without an offset are the source's local time, as PostgreSQL reads them here.
+        zone = conn.execute("select current_setting('TimeZone')").fetchone()[0]
+        conn.execute("select set_config('TimeZone', %s, true)", [source.timezone])
+        page_count = received = 0
+        for page in _read_ahead(pages):
             page_count += 1
-            received += len(page.records)
-            rejected += _copy_page(conn, source, scope, batch_id, page, updated_at)
-        distinct = conn.execute("select count(distinct record_key) from _incoming").fetchone()[0]
-        inserted, updated = _merge(conn, source, batch_id, started_at)
+            received += len(page)
+            _load_page(conn, source, statements, batch, page, updated_at)
+        conn.execute("select set_config('TimeZone', %s, true)", [zone])
+        rejected, inserted, updated, distinct = _count(conn, source, scope, batch_id)
         deleted = _mark_deleted(conn, source) if reconcile else 0
         new_watermark = _advance_watermark(conn, source)
         conn.execute(
@@ -216,87 +239,282 @@ def load(
     return result
 
 
-def _copy_page(
+# Pages fetched ahead of the one being loaded: enough to hide a request's latency, few enough
+# that memory holds a handful of pages whatever the size of the load.
+READ_AHEAD = 2
+_END = object()
+
+
+def _read_ahead(pages: Iterable[Page], depth: int = READ_AHEAD) -> Iterator[Page]:
+    """``pages``, fetched by a background thread while the caller works on the previous ones.
+
+    The fetching thread's failure is raised here, in the loading thread, where the transaction
+    rolls back. If loading fails instead, the thread stops at its next page.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        iterator = iter(pages)
+        try:
+            for page in iterator:
+                if not hand_over(page):
+                    return
+            hand_over(_END)
+        except BaseException as err:  # re-raised in the loading thread
+            hand_over(err)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close:
+                close()  # a generator's own cleanup (open responses, sessions) runs here
+
+    thread = threading.Thread(target=fetch, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # Not joined: the thread may be inside a request; it stops as soon as that returns.
+        stop.set()
+
+
+def _load_page(
     conn: psycopg.Connection,
     source: SourceConfig,
-    scope: str,
-    batch_id: str,
+    statements: tuple[sql.Composed, sql.Composed],
+    batch: dict[str, Any],
     page: Page,
     updated_at: UpdatedAt | None,
-) -> int:
-    rejects: list[tuple[int, str, str]] = []
-    with conn.cursor().copy(
-        "copy _incoming (record_key, record, updated_at, request_page, position) from stdin"
-    ) as copy:
-        for position, record in enumerate(page.records):
-            key, reason = _record_key(source, record)
-            changed = None
-            if not reason and updated_at:
-                try:
-                    changed = updated_at(record)
-                except ValueError as err:
-                    reason = f"unreadable {source.updated_field}: {err}"
-            if reason:
-                rejects.append((position, reason, json.dumps(record, default=str)))
-                continue
-            copy.write_row((key, json.dumps(record), changed, page.number, position))
-    if rejects:
-        log.warning(
-            "source %s: page %d: %d record(s) rejected", source.name, page.number, len(rejects)
-        )
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                sql.SQL("insert into {} values (%s, %s, %s, %s, %s, %s, %s, now())").format(
-                    sql.Identifier(RAW, "_rejects")
-                ),
-                [
-                    (source.name, batch_id, scope, page.number, pos, why, body)
-                    for pos, why, body in rejects
-                ],
+) -> None:
+    """Upsert one page's records, keep its rejects.
+
+    A page kept as served has its last-change times read by PostgreSQL. A time PostgreSQL cannot
+    read fails the statement; the page is then read again in Python, where the connector's
+    ``updated_at`` says what is wrong with each such record, and they are rejected.
+    """
+    if isinstance(page.served, JsonArray) and updated_at:
+        try:
+            _upsert(conn, statements, _parameters(batch, page, read_in_sql=True))
+            return
+        except psycopg.errors.DataError as err:
+            log.warning(
+                "source %s: page %d: a last-change time PostgreSQL cannot read (%s): "
+                "reading the page in Python",
+                source.name,
+                page.number,
+                err.diag.message_primary,
             )
-    return len(rejects)
+        page = Page(page.number, page.url, page.records)
+    stamps: list[str | None] = []
+    errors: list[str | None] = []
+    for record in page.records if updated_at else ():
+        stamp = error = None
+        if isinstance(record, dict):
+            try:
+                changed = updated_at(record)
+                stamp = changed.isoformat() if changed else None
+            except ValueError as err:
+                error = f"unreadable {source.updated_field}: {err}"
+        stamps.append(stamp)
+        errors.append(error)
+    parameters = _parameters(batch, page, read_in_sql=False, updated=stamps, unreadable=errors)
+    _upsert(conn, statements, parameters)
 
 
-def _record_key(source: SourceConfig, record: object) -> tuple[str | None, str | None]:
-    if not isinstance(record, dict):
-        return None, f"expected a JSON object, got {type(record).__name__}"
-    missing = [field for field in source.business_key if record.get(field) in (None, "")]
-    if missing:
-        return None, f"business key field(s) missing or empty: {', '.join(missing)}"
-    return "|".join(str(record[field]) for field in source.business_key), None
+def _upsert(
+    conn: psycopg.Connection, statements: tuple[sql.Composed, sql.Composed], parameters: dict
+) -> None:
+    """Most pages hold each key once and are upserted as they are. A page serving a key twice
+    makes the upsert refuse to touch a row twice; it is upserted again keeping each key's latest
+    version (sorting every page for the rare one costs more)."""
+    each, latest = statements
+    try:
+        with conn.transaction():
+            conn.execute(each, parameters)
+    except psycopg.errors.CardinalityViolation:
+        with conn.transaction():
+            conn.execute(latest, parameters)
 
 
-def _merge(
-    conn: psycopg.Connection, source: SourceConfig, batch_id: str, extracted_at: datetime
-) -> tuple[int, int]:
-    statement = sql.SQL(
-        """
-        with latest as (
-            select distinct on (record_key) record_key, record, updated_at, request_page
-            from _incoming
-            order by record_key, updated_at desc nulls last, request_page desc, position desc
+def _parameters(
+    batch: dict[str, Any],
+    page: Page,
+    read_in_sql: bool,
+    updated: list[str | None] | None = None,
+    unreadable: list[str | None] | None = None,
+) -> dict[str, Any]:
+    return {
+        **batch,
+        "body": page.json_array(),
+        "page": page.number,
+        "read_in_sql": read_in_sql,
+        "updated": updated,
+        "unreadable": unreadable,
+    }
+
+
+def _page_statements(source: SourceConfig) -> tuple[sql.Composed, sql.Composed]:
+    """The page statement upserting every record as it comes, and the one keeping only each
+    key's latest version in the page."""
+    return _page_statement(source, latest_only=False), _page_statement(source, latest_only=True)
+
+
+def _page_statement(source: SourceConfig, latest_only: bool) -> sql.Composed:
+    """One page (a JSON array): its records keyed and timed, upserted, or rejected with a reason.
+
+    ``read_in_sql``: take each record's last-change time from its updated field (text in ISO
+    8601; without an offset it is local to the source: the session's time zone while loading).
+    Otherwise ``updated`` holds them by position, and ``unreadable`` why one could not be read.
+
+    Pages are upserted one after the other, so a key served again on a later page (rows that
+    shifted while paging) is just upserted again: the latest version wins, by last-change time
+    and then by page and position, exactly as if the batch had been sorted as a whole.
+    """
+    field_values = [sql.SQL("record ->> {}").format(sql.Literal(f)) for f in source.business_key]
+    key = sql.SQL("concat_ws('|', {})").format(sql.SQL(", ").join(field_values))
+    missing = sql.SQL("concat_ws(', ', {})").format(
+        sql.SQL(", ").join(
+            sql.SQL("case when coalesce({value}, '') = '' then {name} end").format(
+                value=value, name=sql.Literal(name)
+            )
+            for value, name in zip(field_values, source.business_key, strict=True)
         )
-        insert into {table} as t (
-            record_key, record, source, batch_id, extracted_at, request_page, source_updated_at
-        )
-        select record_key, record, %s, %s, %s, request_page, updated_at from latest
-        on conflict (record_key) do update
-            set record = excluded.record,
-                batch_id = excluded.batch_id,
-                extracted_at = excluded.extracted_at,
-                request_page = excluded.request_page,
-                source_updated_at = excluded.source_updated_at,
-                deleted_at = null
-            where (t.record is distinct from excluded.record or t.deleted_at is not null)
-                -- an older version fetched late (a lookback re-read) never replaces a newer one
-                and (t.source_updated_at is null or excluded.source_updated_at is null
-                     or excluded.source_updated_at >= t.source_updated_at)
-        returning (xmax = 0) as inserted
+    )
+    return sql.SQL(
         """
-    ).format(table=sql.Identifier(RAW, source.raw_table))
-    rows = conn.execute(statement, [source.name, batch_id, extracted_at]).fetchall()
-    inserted = sum(1 for (was_insert,) in rows if was_insert)
-    return inserted, len(rows) - inserted
+        with served as (
+            select value as record, ordinality::integer - 1 as position
+            from jsonb_array_elements(convert_from(%(body)b, 'UTF8')::jsonb) with ordinality
+        ),
+
+        read as (
+            select
+                record,
+                position,
+                {key} as record_key,
+                coalesce(
+                    case when jsonb_typeof(record) <> 'object'
+                        then 'expected a JSON object, got ' || case jsonb_typeof(record)
+                            when 'array' then 'list'
+                            when 'string' then 'str'
+                            when 'boolean' then 'bool'
+                            when 'null' then 'NoneType'
+                            when 'number' then
+                                case when record::text ~ '^-?[0-9]+$' then 'int' else 'float' end
+                        end
+                    end,
+                    'business key field(s) missing or empty: ' || nullif({missing}, ''),
+                    (%(unreadable)s::text[])[position + 1]
+                ) as reason,
+                case
+                    when not %(read_in_sql)s then (%(updated)s::text[])[position + 1]
+                    when coalesce(record ->> {field}, '') = '' then null
+                    -- only text that starts like an ISO date: 'now' or 'today' would be read too
+                    when record ->> {field} like '____-__-__%%' then record ->> {field}
+                    else 'not an ISO 8601 time: ' || (record ->> {field})
+                end as stamp
+            from served
+        ),
+
+        timed as (
+            select
+                record,
+                position,
+                reason,
+                record_key,
+                case when reason is null then stamp::timestamptz end as updated_at
+            from read
+        ),
+
+        rejected as (
+            insert into {rejects}
+                (source, batch_id, scope, request_page, position, reason, payload, rejected_at)
+            select
+                %(source)s, %(batch)s, %(scope)s, %(page)s, position, reason, record::text, now()
+            from timed
+            where reason is not null
+        ),
+
+        seen as (
+            insert into _seen (record_key, updated_at)
+            select record_key, updated_at from timed
+            where reason is null
+        ),
+
+        merged as (
+            insert into {table} as t (
+                record_key, record, source, batch_id, extracted_at, request_page, source_updated_at
+            )
+            select {distinct}
+                record_key, record, %(source)s, %(batch)s, %(at)s, %(page)s, updated_at
+            from timed
+            where reason is null
+            {order}
+            on conflict (record_key) do update
+                set record = excluded.record,
+                    batch_id = excluded.batch_id,
+                    extracted_at = excluded.extracted_at,
+                    request_page = excluded.request_page,
+                    source_updated_at = excluded.source_updated_at,
+                    deleted_at = null
+                where (t.record is distinct from excluded.record or t.deleted_at is not null)
+                    -- an older version fetched late (a lookback re-read) never replaces a newer one
+                    and (t.source_updated_at is null or excluded.source_updated_at is null
+                         or excluded.source_updated_at >= t.source_updated_at)
+                    -- in one batch, a version with a time beats one without, as in a sort
+                    and not (t.batch_id = excluded.batch_id and excluded.source_updated_at is null
+                             and t.source_updated_at is not null)
+            returning record_key, (xmax = 0) as inserted
+        )
+
+        insert into _written (record_key, inserted)
+        select record_key, inserted from merged
+        """
+    ).format(
+        key=key,
+        missing=missing,
+        field=sql.Literal(source.updated_field or ""),
+        rejects=sql.Identifier(RAW, "_rejects"),
+        table=sql.Identifier(RAW, source.raw_table),
+        distinct=sql.SQL("distinct on (record_key)" if latest_only else ""),
+        order=sql.SQL(
+            "order by record_key, updated_at desc nulls last, position desc" if latest_only else ""
+        ),
+    )
+
+
+def _count(
+    conn: psycopg.Connection, source: SourceConfig, scope: str, batch_id: str
+) -> tuple[int, int, int, int]:
+    """(rejected, inserted, updated, distinct keys) of the batch.
+
+    A key is inserted the first time the batch writes it, if the table did not have it; every
+    other key the batch wrote was updated, however many times its pages served it.
+    """
+    rejected = conn.execute(
+        sql.SQL("select count(*) from {} where batch_id = %s").format(
+            sql.Identifier(RAW, "_rejects")
+        ),
+        [batch_id],
+    ).fetchone()[0]
+    if rejected:
+        log.warning("source %s: %d record(s) rejected, see %s._rejects", source.name, rejected, RAW)
+    inserted, written = conn.execute(
+        "select count(*) filter (where inserted), count(distinct record_key) from _written"
+    ).fetchone()
+    distinct = conn.execute("select count(distinct record_key) from _seen").fetchone()[0]
+    return rejected, inserted, written - inserted, distinct
 
 
 def _mark_deleted(conn: psycopg.Connection, source: SourceConfig) -> int:
@@ -306,7 +524,7 @@ def _mark_deleted(conn: psycopg.Connection, source: SourceConfig) -> int:
             """
             update {table} as t set deleted_at = now()
             where t.deleted_at is null
-                and not exists (select 1 from _incoming i where i.record_key = t.record_key)
+                and not exists (select from _seen as s where s.record_key = t.record_key)
             """
         ).format(table=sql.Identifier(RAW, source.raw_table))
     ).rowcount
@@ -318,7 +536,8 @@ def _advance_watermark(conn: psycopg.Connection, source: SourceConfig) -> dateti
         sql.SQL(
             """
             insert into {watermarks} (source, watermark, advanced_at)
-            select %s, max(updated_at), now() from _incoming having max(updated_at) is not null
+            select %s, max(updated_at), now() from _seen
+            having max(updated_at) is not null
             on conflict (source) do update
                 set watermark = greatest({watermarks}.watermark, excluded.watermark),
                     advanced_at = excluded.advanced_at

@@ -11,7 +11,16 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from civic_warehouse import catalog, docs_site, loader, quality, settings, transform, warehouse
+from civic_warehouse import (
+    catalog,
+    docs_site,
+    loader,
+    public_dashboard,
+    quality,
+    settings,
+    transform,
+    warehouse,
+)
 from civic_warehouse import publish as publishing
 from civic_warehouse.connectors import Page, Query, Window, connector_for
 
@@ -111,6 +120,8 @@ def docs(url: str | None = None) -> dict[str, str]:
         "site": str(docs_site.build()),
         "dbt_docs": str(settings.DBT_PROJECT_DIR / "target" / "index.html"),
         "data_docs": str(quality.data_docs_index()),
+        # The resident-facing page, from what was just published.
+        "public_dashboard": str(public_dashboard.build(url)),
     }
 
 

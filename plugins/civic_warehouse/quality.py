@@ -1,9 +1,10 @@
 """The quality gate: validate candidate marts with Great Expectations before anything is published.
 
-Suites live in ``expectations/expectations/<table>.json`` (GX's file context, in git); each
-expectation carries a ``severity`` in its meta: ``critical`` blocks publishing, ``warning`` is
-recorded and published. Every result is stored in the warehouse's ``quality`` schema and Data Docs
-are rebuilt on every validation.
+Suites live in ``expectations/expectations/<table>.json`` (GX's file context, in git): one per
+source feed as staged (``stg_*``: required fields, coordinates, timestamps, volume, duplicates,
+rejected records) and one per published fact mart (``fct_*``). Each expectation has GX's own
+``severity``: ``critical`` blocks publishing, ``warning`` is recorded and published. Every result is
+stored in the warehouse's ``quality`` schema and Data Docs are rebuilt on every validation.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from civic_warehouse import settings, warehouse
 
@@ -111,6 +113,7 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
     """Validate every suite's table in ``schema``; record results; raise nothing (see ``gate``)."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.expectations.metadata_types import FailureSeverity
 
     url = url or warehouse.warehouse_url()
     # great_expectations.yml reads the connection string from this variable.
@@ -160,40 +163,65 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
         validated_at=datetime.now(UTC),
         data_docs=data_docs_index(),
     )
-    for suite_result in run.run_results.values():
-        suite_name = suite_result.suite_name
-        suite_meta = context.suites.get(suite_name).meta
-        table = suite_meta["table"]
-        for result in suite_result.results:
-            config = result.expectation_config
-            details = result.result or {}
-            report.outcomes.append(
-                ExpectationOutcome(
-                    suite=suite_name,
-                    table=table,
-                    owner=suite_meta.get("owner"),
-                    expectation=config.type,
-                    column=config.kwargs.get("column") or _description(config),
-                    severity=(config.meta or {}).get("severity", "critical"),
-                    success=bool(result.success),
-                    observed=details.get("observed_value", details.get("unexpected_count")),
-                    samples=list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
-                    notes=config.notes,
-                )
-            )
     with warehouse.connect(url) as conn:
+        for suite_result in run.run_results.values():
+            suite_name = suite_result.suite_name
+            suite_meta = context.suites.get(suite_name).meta
+            table = suite_meta["table"]
+            for result in suite_result.results:
+                config = result.expectation_config
+                details = result.result or {}
+                samples = list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
+                if not result.success and "unexpected_rows_query" in config.kwargs:
+                    batch = f"{suite_meta.get('schema', schema)}.{table}"
+                    samples = failing_rows(conn, config.kwargs["unexpected_rows_query"], batch)
+                report.outcomes.append(
+                    ExpectationOutcome(
+                        suite=suite_name,
+                        table=table,
+                        owner=suite_meta.get("owner"),
+                        expectation=config.type,
+                        column=config.kwargs.get("column") or _description(config),
+                        severity=FailureSeverity(config.severity).value,
+                        success=bool(result.success),
+                        observed=details.get("observed_value", details.get("unexpected_count")),
+                        samples=samples,
+                        notes=config.notes,
+                    )
+                )
         record(conn, report)
     log.info("quality gate: %s", report.summary())
     return report
 
 
-def minimum_rows(conn: psycopg.Connection, suite_meta: dict[str, Any]) -> int:
-    """The fewest rows a candidate may have: a share of the published version (``max_shrink``).
+def failing_rows(conn: psycopg.Connection, query: str, batch: str) -> list[dict[str, Any]]:
+    """The first rows a failed SQL expectation found, for the steward's error message.
 
-    Before a mart's first publication there is nothing to collapse against: a city that has not
-    configured a source yet still publishes the marts it has.
+    GX reports only a count for these at the SUMMARY result format; the full row lists of the
+    COMPLETE format would be unbounded for column expectations.
     """
-    table = suite_meta["table"]
+    failing = sql.SQL("select * from ({}) as failing limit {}").format(
+        sql.SQL(query.replace("{batch}", batch)), sql.Literal(SAMPLE_SIZE)
+    )
+    try:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+            rows = cursor.execute(failing).fetchall()
+    except psycopg.Error as err:
+        # GX has recorded the expectation's own error; the samples are only an aid.
+        log.warning("no sample rows for a failed expectation on %s: %s", batch, err)
+        return []
+    # As JSON has them (dates and decimals as text), so messages read as the quality table does.
+    return json.loads(json.dumps(rows, default=str))
+
+
+def minimum_rows(conn: psycopg.Connection, suite_meta: dict[str, Any]) -> int:
+    """The fewest rows a table may have: a share of the published version (``max_shrink``).
+
+    A source suite names the mart it is published as (``published_as``). Before a mart's first
+    publication there is nothing to collapse against: a city that has not configured a source yet
+    still publishes the marts it has.
+    """
+    table = suite_meta.get("published_as", suite_meta["table"])
     exists = conn.execute("select to_regclass(%s)", [f"{settings.OPEN_SCHEMA}.{table}"]).fetchone()[
         0
     ]

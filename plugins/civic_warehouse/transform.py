@@ -32,8 +32,19 @@ class DbtResult:
 
 
 def dbt_vars() -> dict:
+    """The variables every dbt command gets from the source catalog.
+
+    ``source_timezones``: the IANA zone of each source's floating timestamps.
+    ``source_lookback_hours``: how far behind the newest change an incremental model re-reads a
+    source (its ``lookback``). Callers add ``publish_as_of`` (anchors the publication delay).
+    """
     sources = catalog.load_catalog()
-    return {"source_timezones": {name: s.timezone for name, s in sources.items()}}
+    return {
+        "source_timezones": {name: s.timezone for name, s in sources.items()},
+        "source_lookback_hours": {
+            name: s.lookback.total_seconds() / 3600 for name, s in sources.items()
+        },
+    }
 
 
 def dbt_environ(url: str | None = None) -> dict[str, str]:
@@ -52,6 +63,17 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def ensure_dbt_sources(url: str | None = None) -> None:
+    """Create the tables the project writes outside dbt, which dbt models read as sources.
+
+    A source never loaded yet is an empty table, not a failed build.
+    """
+    with warehouse.connect(url) as conn:
+        for source in catalog.load_catalog().values():
+            loader.ensure_raw_tables(conn, source)
+        quality.ensure_results_table(conn)
+
+
 def run_dbt(
     args: list[str],
     url: str | None = None,
@@ -63,12 +85,7 @@ def run_dbt(
     The project's variables (source time zones, ``extra_vars``) are merged with any ``--vars`` in
     ``args``; the caller's own values win.
     """
-    with warehouse.connect(url) as conn:
-        # Tables the project writes outside dbt, which dbt models read as sources: a source never
-        # loaded yet is an empty table, not a failed build.
-        for source in catalog.load_catalog().values():
-            loader.ensure_raw_tables(conn, source)
-        quality.ensure_results_table(conn)
+    ensure_dbt_sources(url)
     args, given = _split_vars(args)
     merged = dbt_vars() | (extra_vars or {}) | given
     command = [dbt_executable(), *args, "--vars", json.dumps(merged, default=str)]

@@ -175,5 +175,24 @@ class EmbeddedWarehouse:
         return None
 
 
+def ensure_database(url: str) -> None:
+    """Create the database a ``postgresql://`` URL names, on that URL's server, if it is missing."""
+    parts = ConnectionParts.from_url(url)
+    with psycopg.connect(parts.url("postgres"), autocommit=True) as conn:
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", [parts.dbname]
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(parts.dbname)))
+
+
+def drop_database(url: str) -> None:
+    parts = ConnectionParts.from_url(url)
+    with psycopg.connect(parts.url("postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(parts.dbname))
+        )
+
+
 def ensure_schema(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))

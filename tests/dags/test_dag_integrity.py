@@ -1,17 +1,25 @@
-"""Every DAG file imports cleanly and every DAG is documented, owned, tagged and retried."""
+"""Every DAG file imports cleanly; every DAG is documented, owned, tagged and retried; the extract
+DAGs follow the catalog and the transform DAG follows their Assets."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
-from civic_warehouse import settings
+from civic_warehouse import airflow_glue, settings
+from civic_warehouse.catalog import load_catalog
 
 
-@pytest.fixture(scope="module")
-def dagbag():
+def parse_dags():
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(settings.DAGS_DIR))
+
+
+@pytest.fixture(scope="module")
+def dagbag(dbt_manifest):
+    return parse_dags()
 
 
 def test_dag_files_import_without_errors(dagbag):
@@ -27,18 +35,88 @@ def test_every_dag_has_an_owner_tags_retries_and_docs(dagbag):
             assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id}: no owner"
         retried = [t for t in dag.tasks if t.retries > 0]
         assert retried, f"{dag_id}: no task retries"
+        assert all(t.retry_exponential_backoff for t in retried), (
+            f"{dag_id}: retries without backoff"
+        )
 
 
-def test_pipeline_has_one_extract_task_per_catalogued_source(dagbag):
-    from civic_warehouse.catalog import load_catalog
-
-    dag = dagbag.dags["city_pipeline"]
-    extract_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("extract_")}
-    assert extract_tasks == {f"extract_{name}" for name in load_catalog()}
+def test_there_is_one_extract_dag_per_catalogued_source_and_one_transform_dag(dagbag):
+    expected = {airflow_glue.extract_dag_id(name) for name in load_catalog()}
+    assert set(dagbag.dags) == expected | {airflow_glue.TRANSFORM_DAG_ID}
 
 
-def test_gate_runs_before_publish_and_publish_before_docs(dagbag):
-    dag = dagbag.dags["city_pipeline"]
+def test_each_extract_dag_runs_on_its_sources_schedule_and_emits_its_raw_table(dagbag):
+    for name, source in load_catalog().items():
+        dag = dagbag.dags[airflow_glue.extract_dag_id(name)]
+        presets = {"@daily": "0 0 * * *", "@weekly": "0 0 * * 0"}
+        assert dag.timetable.expression == presets.get(source.schedule, source.schedule)
+        assert str(dag.timetable.timezone) == source.timezone
+        (extract,) = dag.tasks
+        assert [a.name for a in extract.outlets] == [f"raw.{source.raw_table}"]
+        assert set(dag.params) == {"start", "end", "reconcile"}
+        assert dag.max_active_runs == 1
+
+
+def test_each_extract_dag_has_a_freshness_deadline_alerting_its_source(dagbag):
+    from airflow.sdk import DeadlineReference
+
+    for name in load_catalog():
+        (alert,) = dagbag.dags[airflow_glue.extract_dag_id(name)].deadline
+        assert alert.callback.kwargs == {"source": name}
+        assert alert.callback.path == "civic_warehouse.airflow_glue.on_source_overdue"
+        assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+        assert alert.interval == airflow_glue.FRESHNESS_GRACE
+
+
+def test_adding_a_source_file_adds_an_extract_dag(tmp_path, monkeypatch, dbt_manifest):
+    shutil.copytree(settings.SOURCES_DIR, tmp_path, dirs_exist_ok=True)
+    text = (tmp_path / "traffic_crashes.yml").read_text()
+    (tmp_path / "bike_crashes.yml").write_text(
+        text.replace("name: traffic_crashes", "name: bike_crashes").replace(
+            "raw_table: traffic_crashes", "raw_table: bike_crashes"
+        )
+    )
+    monkeypatch.setattr(settings, "SOURCES_DIR", tmp_path)
+
+    bag = parse_dags()
+
+    assert bag.import_errors == {}
+    dag = bag.dags["extract_bike_crashes"]
+    assert [a.name for a in dag.tasks[0].outlets] == ["raw.bike_crashes"]
+    transform = bag.dags[airflow_glue.TRANSFORM_DAG_ID]
+    assert "raw.bike_crashes" in {a.name for a in transform.timetable.asset_condition.objects}
+
+
+def test_the_transform_dag_is_scheduled_on_every_raw_table(dagbag):
+    dag = dagbag.dags[airflow_glue.TRANSFORM_DAG_ID]
+    names = {a.name for a in dag.timetable.asset_condition.objects}
+    assert names == {f"raw.{s.raw_table}" for s in load_catalog().values()}
+
+
+def test_the_transform_dag_has_a_task_per_dbt_model_then_gate_publish_docs(dagbag, dbt_manifest):
+    import json
+
+    dag = dagbag.dags[airflow_glue.TRANSFORM_DAG_ID]
+    nodes = json.loads(dbt_manifest.read_text())["nodes"].values()
+    models = {
+        n["name"] for n in nodes if n["resource_type"] == "model" and "stewardship" not in n["tags"]
+    }
+    rendered = {t.task_id.split(".")[1] for t in dag.tasks if t.task_id.endswith(".run")}
+    assert rendered == models
+    assert dag.get_task("prepare_warehouse").downstream_task_ids >= {
+        "dbt_build.dbt_producer_watcher"
+    }
+    assert dag.get_task("audit").upstream_task_ids >= {"dbt_build.dbt_producer_watcher_done"}
     assert dag.get_task("audit").downstream_task_ids == {"publish"}
     assert dag.get_task("publish").downstream_task_ids == {"docs"}
-    assert dag.get_task("transform").downstream_task_ids == {"audit"}
+    assert dag.get_task("audit").retries == 0  # a failed gate is a verdict, not a glitch
+
+
+def test_a_missing_dbt_manifest_is_an_import_error_that_says_how_to_make_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(airflow_glue, "DBT_MANIFEST_DIR", tmp_path / "nowhere")
+
+    bag = parse_dags()
+
+    (error,) = [e for f, e in bag.import_errors.items() if f.endswith("transform_dag.py")]
+    assert "does not exist" in error and "python -m civic_warehouse dbt-manifest" in error
+    assert airflow_glue.TRANSFORM_DAG_ID not in bag.dags

@@ -27,9 +27,13 @@ NAIVE_START, NAIVE_END = dt.datetime(2026, 8, 1), dt.datetime(2026, 8, 15)
 FIRST_CLOCK = dt.datetime(2026, 8, 10)  # naive local: the first 311 extract sees the city then
 
 MARTS = [
-    "+fct_service_requests+",
+    "+fct_service_requests",
     "+fct_service_request_status_history",
-    "+fct_building_permits+",
+    "+fct_building_permits",
+    "+dim_department",
+    # the dimensions the facts' relationships tests point at
+    "+dim_date",
+    "+dim_neighborhood",
 ]
 
 

@@ -14,9 +14,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 import pytest
+from helpers import extract_city_window
 from psycopg.rows import dict_row
 
-from civic_warehouse import catalog, pipeline, transform
+from civic_warehouse import transform
 from civic_warehouse.simulator.calls import CALLS_DATASET_ID
 from civic_warehouse.simulator.crashes import CRASHES_DATASET_ID
 from civic_warehouse.simulator.mru_cases import MRU_DATASET_ID
@@ -27,13 +28,6 @@ pytestmark = pytest.mark.integration
 
 START, END = "2026-08-01", "2026-08-15"  # local dates, end exclusive
 NAIVE_START, NAIVE_END = dt.datetime(2026, 8, 1), dt.datetime(2026, 8, 15)
-EVENT_SOURCES = (
-    "calls_for_service",
-    "mru_cases",
-    "service_requests",
-    "building_permits",
-    "traffic_crashes",
-)
 RESOLVED_WITHOUT_POLICE = {"RESOLVED_WITHOUT_POLICE", "REFERRED_TO_SERVICES"}
 # Counts whose every record names a neighborhood (311 requests without coordinates have none).
 COUNTS_WITH_A_NEIGHBORHOOD_FOR_EVERY_RECORD = (
@@ -49,16 +43,7 @@ COMPILED_DAILY = "compiled/civic_warehouse/models/marts/performance/fct_kpi_dail
 @pytest.fixture(scope="module")
 def warehouse(clean_warehouse_module: str, simulator) -> str:
     url = clean_warehouse_module
-    simulator.inject.clear()
-    simulator.faults.clear()
-    with psycopg.connect(url, autocommit=True) as conn:
-        # The 311 status snapshot lives outside the schemas the warehouse fixtures reset.
-        conn.execute("drop schema if exists internal cascade")
-    for name in EVENT_SOURCES:
-        source = catalog.get_source(name)
-        pipeline.extract(name, pipeline.query_for_run(source, None, None, START, END), url)
-    neighborhoods = catalog.get_source("neighborhoods")
-    pipeline.extract(neighborhoods.name, pipeline.query_for_run(neighborhoods, None, None), url)
+    extract_city_window(url, simulator, START, END)
     transform.run_dbt(["build", "--exclude", "tag:stewardship"], url)
     return url
 

@@ -331,3 +331,70 @@ def test_fault_arguments_are_checked(sim):
         sim.inject.slow(1.0, requests=0)
     with pytest.raises(ValueError):
         sim.inject.drift_schema(CALLS_DATASET_ID, FIRST_DAY)
+
+
+# --- bad data -----------------------------------------------------------------------------------
+
+
+def ckan_records(sim: SimulatorServer) -> list[dict]:
+    got = requests.get(
+        f"{sim.url}{CKAN}", params={"resource_id": PERMITS_RESOURCE_ID, "limit": 32000}, timeout=30
+    ).json()
+    return got["result"]["records"]
+
+
+def test_null_keys_reach_a_share_of_the_records_and_every_page_agrees(sim):
+    sim.inject.null_keys(CALLS_DATASET_ID, share=0.05)
+    rows = flat(soda_pages(sim, 100))
+    keyless = [r for r in rows if r.get("event_number") is None]
+    assert 0.02 * len(rows) < len(keyless) < 0.08 * len(rows)
+    assert keyless == [r for r in flat(soda_pages(sim, 250)) if r.get("event_number") is None]
+    # A correct client rejects the records it cannot key, so the truth does not hold them.
+    truth = sim.ground_truth(CALLS_DATASET_ID, START, END)
+    assert len(truth) == len(rows) - len(keyless) and None not in truth
+
+
+def test_out_of_city_coordinates_keep_the_wire_type(sim):
+    sim.inject.move_out_of_city(CALLS_DATASET_ID, share=1.0, day=dt.date(2026, 3, 3))
+    sim.inject.move_out_of_city(PERMITS_RESOURCE_ID, share=1.0)
+    calls = [r for r in flat(soda_pages(sim, 1000)) if "latitude" in r]  # some have no place
+    assert calls and {(r["latitude"], r["longitude"]) for r in calls} == {("1834520.5", "592300.2")}
+    other_day = get_page(sim, **{"$where": "time_received >= '2026-03-04T00:00:00'"})
+    assert all(float(r["latitude"]) < 90 for r in other_day if "latitude" in r)
+    located = [r for r in ckan_records(sim) if r["latitude"] is not None]
+    assert located and {(r["latitude"], r["longitude"]) for r in located} == {(1834520.5, 592300.2)}
+
+
+def test_a_volume_drop_keeps_a_share_of_one_day(sim):
+    day = dt.date(2026, 3, 3)
+    whole = len(generated_calls())
+    sim.inject.drop_volume(CALLS_DATASET_ID, day, keep=0.2)
+    served = flat(soda_pages(sim, 1000))
+    assert 0.1 * whole < len(served) < 0.3 * whole
+    assert len(sim.ground_truth(CALLS_DATASET_ID, START, END)) == len(served)
+    after = get_page(sim, **{"$where": "time_received >= '2026-03-04T00:00:00'", "$limit": 50000})
+    assert len(after) == sum(
+        len(calls_between(dt.datetime(2026, 3, d), dt.datetime(2026, 3, d + 1)))
+        for d in range(4, 15)
+    )
+    with pytest.raises(ValueError):
+        sim.inject.drop_volume(CALLS_DATASET_ID, day, keep=1.0)
+
+
+def test_duplicate_keys_serve_a_record_again_under_a_padded_key(sim):
+    sim.inject.duplicate_keys(PERMITS_RESOURCE_ID, share=0.1)
+    records = ckan_records(sim)
+    padded = [r for r in records if r["permit_number"].endswith(" ")]
+    originals = {r["permit_number"]: r for r in records if not r["permit_number"].endswith(" ")}
+    assert padded
+    for copy in padded:
+        original = originals[copy["permit_number"].strip()]
+        assert copy["_id"] != original["_id"]
+        assert {k: v for k, v in copy.items() if k not in ("_id", "permit_number")} == {
+            k: v for k, v in original.items() if k not in ("_id", "permit_number")
+        }
+    assert len({r["_id"] for r in records}) == len(records)
+    sim.inject.clear()
+    assert not [r for r in ckan_records(sim) if r["permit_number"].endswith(" ")]
+    with pytest.raises(ValueError):
+        sim.inject.null_keys(CALLS_DATASET_ID, share=0)

@@ -27,6 +27,7 @@ final as (
         results.observed_value,
         results.sample_failing_values,
         results.notes,
+        results.expectation_scope,
         results.validated_at
 
     from results

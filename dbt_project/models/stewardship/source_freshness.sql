@@ -2,13 +2,13 @@ with
 
 batches as (
 
-    select * from {{ source('loads', '_batches') }}
+    select * from {{ ref('stg_loads__batches') }}
 
 ),
 
 watermarks as (
 
-    select * from {{ source('loads', '_watermarks') }}
+    select * from {{ ref('stg_loads__watermarks') }}
 
 ),
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+import msgspec
 import requests
+
+from civic_warehouse.connectors.base import JsonArray
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +59,28 @@ class HttpClient:
         self._sleep = sleep
 
     def get_json(
-        self, url: str, params: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        url: str,
+        params: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        *,
+        arrays_as_served: bool = False,
     ) -> Any:
-        return self.request_json("GET", url, params=params, headers=headers)
+        return self.request_json(
+            "GET", url, params=params, headers=headers, arrays_as_served=arrays_as_served
+        )
 
-    def post_json(self, url: str, body: Any, headers: dict[str, str] | None = None) -> Any:
-        return self.request_json("POST", url, json_body=body, headers=headers)
+    def post_json(
+        self,
+        url: str,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        arrays_as_served: bool = False,
+    ) -> Any:
+        return self.request_json(
+            "POST", url, json_body=body, headers=headers, arrays_as_served=arrays_as_served
+        )
 
     def request_json(
         self,
@@ -69,9 +90,15 @@ class HttpClient:
         params: dict[str, Any] | None = None,
         json_body: Any = None,
         headers: dict[str, str] | None = None,
+        arrays_as_served: bool = False,
     ) -> Any:
-        """The decoded body of a 200 answer, retrying transient failures within the time budget."""
+        """The decoded body of a 200 answer, retrying transient failures within the time budget.
+
+        ``arrays_as_served``: a body that is a JSON array comes back checked but unparsed, as a
+        ``JsonArray`` (the loader hands it to PostgreSQL as is); any other body is decoded.
+        """
         deadline = time.monotonic() + self.max_total_seconds
+        headers = {**_LOOPBACK_HEADERS, **(headers or {})} if _is_loopback(url) else headers
         for attempt in range(1, self.max_attempts + 1):
             retry_after = None
             try:
@@ -84,7 +111,7 @@ class HttpClient:
                     timeout=self.timeout,
                 )
                 if response.status_code == 200:
-                    return response.json()
+                    return _decode(response, arrays_as_served)
             except TRANSIENT_ERRORS as err:
                 reason = f"{type(err).__name__}: {err}"
             except ValueError as err:
@@ -112,6 +139,32 @@ class HttpClient:
     def _backoff(self, attempt: int) -> float:
         # "Full jitter": spreads retries of many workers instead of synchronising them.
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+
+def _decode(response: requests.Response, arrays_as_served: bool) -> Any:
+    # Both raise a ValueError on a body that is cut off or not JSON.
+    if arrays_as_served:
+        try:
+            return JsonArray(response.content, len(_ARRAY_OF_RAW.decode(response.content)))
+        except msgspec.ValidationError:
+            pass  # valid JSON, not an array: the caller says what it expected
+    return response.json()
+
+
+# Decodes only the outer array: every element is checked to be well-formed JSON, none is parsed.
+_ARRAY_OF_RAW = msgspec.json.Decoder(list[msgspec.Raw])
+# Compressing costs both ends CPU and saves nothing when the server is on this machine.
+_LOOPBACK_HEADERS = {"Accept-Encoding": "identity"}
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def error_message(response: requests.Response) -> str:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from civic_warehouse.catalog import SourceConfig
-from civic_warehouse.connectors.base import Page, Query, Window
+from civic_warehouse.connectors.base import JsonArray, Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,15 @@ class SocrataConnector:
             params["$where"] = where
         offset = 0
         while True:
-            body = self.client.get_json(self.url, {**params, "$offset": offset}, self._headers())
+            body = self.client.get_json(
+                self.url, {**params, "$offset": offset}, self._headers(), arrays_as_served=True
+            )
             records = self._records(body)
             number += 1
             yield Page(number=number, url=f"{self.url}?$offset={offset}", records=records)
-            if len(records) < self.source.page_size:
+            if records.size < self.source.page_size:
                 return
-            offset += len(records)
+            offset += records.size
 
     def _count(self, where: str | None) -> int | None:
         if self.source.api_version == 3:
@@ -113,10 +115,11 @@ class SocrataConnector:
                     "includeSynthetic": False,
                 },
                 self._headers(),
+                arrays_as_served=True,
             )
             records = self._records(body)
             yield Page(number=number, url=f"{self.url}#page={page_number}", records=records)
-            if len(records) < self.source.page_size:
+            if records.size < self.source.page_size:
                 return
 
     def _where(self, query: Query) -> tuple[str | None, str]:
@@ -148,8 +151,9 @@ class SocrataConnector:
         token = self.source.app_token()
         return {"X-App-Token": token} if token else None
 
-    def _records(self, body: Any) -> list[Any]:
-        if not isinstance(body, list):
+    def _records(self, body: Any) -> JsonArray:
+        # Records need no reshaping: the page travels to the warehouse as served, unparsed.
+        if not isinstance(body, JsonArray):
             raise SourceError(
                 self.source.name,
                 self.url,

@@ -13,7 +13,10 @@ it wants and then gets correct answers again. ``Injector`` is the public surface
   connections dropped half-way through the body, and bodies cut short so they are not valid JSON;
 - data faults on one dataset, triggered by the pages the server serves: rows inserted at the start
   of the ordering between pages, late updates to rows already served, the last row of a page served
-  again at the top of the next one, and schema drift (a renamed or added column) from a given day.
+  again at the top of the next one, and schema drift (a renamed or added column) from a given day;
+- bad data, as a broken source system serves it until it is fixed: records without their business
+  key, coordinates far outside the city, a day with most of its records missing, and records served
+  a second time under a re-formatted key. These are what the quality gate's source suites catch.
 
 Data faults live in an ``Overlay`` per dataset that sits between the deterministic generator and
 the protocol code, so every protocol (SODA, CKAN) sees the same changed data, and the overlay can
@@ -226,6 +229,58 @@ class SchemaDrift:
         return out
 
 
+NULL_KEYS, OUT_OF_CITY, VOLUME_DROP, DUPLICATE_KEYS = (
+    "null_keys",
+    "out_of_city",
+    "volume_drop",
+    "duplicate_keys",
+)
+# Where a city's coordinates land when an export switches to state-plane feet (Ohio South).
+_STATE_PLANE_FEET = ("1834520.5", "592300.2")
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """Bad data served for a share of a dataset's records (optionally only those of one day).
+
+    Rows are picked by a hash of their business key, so every page, every re-read and the ground
+    truth agree on which rows are bad.
+    """
+
+    kind: str
+    share: float
+    day: dt.date | None = None
+    coordinates: tuple[str, str] = ("latitude", "longitude")
+
+    def picks(self, row: Mapping, key: str, event_day: Callable[[Mapping], dt.date]) -> bool:
+        if self.day is not None and event_day(row) != self.day:
+            return False
+        digest = hashlib.sha256(f"{self.kind}:{row.get(key)}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.share
+
+    def apply(self, row: dict, shape: RecordShape) -> Iterator[dict]:
+        """The rows served in place of ``row``: none, a spoiled copy, or it and a duplicate."""
+        if self.kind == VOLUME_DROP:
+            return
+        out = dict(row)
+        if self.kind == NULL_KEYS:
+            out[shape.key] = None
+        elif self.kind == OUT_OF_CITY:
+            for name, far in zip(self.coordinates, _STATE_PLANE_FEET, strict=True):
+                if row.get(name) is not None:
+                    # Keep the wire type: SODA sends numbers as text, CKAN as numbers.
+                    out[name] = far if isinstance(row[name], str) else float(far)
+        elif self.kind == DUPLICATE_KEYS:
+            yield out
+            # The same record again, its key padded as a fixed-width re-export writes it: a
+            # client keyed on the exact text holds it twice.
+            out = dict(row)
+            out[shape.key] = f"{row[shape.key]} "
+            digest = hashlib.sha256(f"duplicate:{row[shape.key]}".encode()).digest()
+            out[shape.row_id] = shape.new_row_id(10**9 + int.from_bytes(digest[:4], "big"))
+        yield out
+
+
 _LATE_SUFFIX = re.compile(r"-L\d+$")
 
 
@@ -250,6 +305,7 @@ class Overlay:
             self.current: dict[str, dict] = {}
             self.copies: list[dict] = []
             self.drift: SchemaDrift | None = None
+            self.corruptions: tuple[Corruption, ...] = ()
             self.newest: dt.datetime | None = None  # latest server-clock moment handed out
             self._ticks = 0
             self._inserted = 0
@@ -260,7 +316,7 @@ class Overlay:
 
     @property
     def clean(self) -> bool:
-        return not (self.current or self.copies or self.drift)
+        return not (self.current or self.copies or self.drift or self.corruptions)
 
     # -- arming ----------------------------------------------------------------------------------
 
@@ -281,6 +337,13 @@ class Overlay:
             self.drift = drift
             self.version += 1
 
+    def corrupt(self, corruption: Corruption) -> None:
+        if not 0 < corruption.share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {corruption.share}")
+        with self._lock:
+            self.corruptions = (*self.corruptions, corruption)
+            self.version += 1
+
     def disarm(self) -> None:
         """Cancel pending faults, keeping the changes already made."""
         with self._lock:
@@ -297,6 +360,12 @@ class Overlay:
 
         ``day`` is the rows' event day when they all share one; otherwise each row's is read.
         """
+        if self.corruptions:
+            yield from self._corrupted(self._view(rows, day))
+        else:
+            yield from self._view(rows, day)
+
+    def _view(self, rows: Iterable[dict], day: dt.date | None) -> Iterator[dict]:
         current, drift, key = self.current, self.drift, self.shape.key
         if drift is None:
             if not current:
@@ -320,9 +389,25 @@ class Overlay:
         with self._lock:  # another request thread may be adding to them
             rows = [*self.current.values(), *self.copies]
         drift = self.drift
-        if drift is None:
-            return rows
-        return [drift.apply(r) if self._event_day(r) >= drift.from_day else r for r in rows]
+        if drift is not None:
+            rows = [drift.apply(r) if self._event_day(r) >= drift.from_day else r for r in rows]
+        return list(self._corrupted(rows)) if self.corruptions else rows
+
+    def _corrupted(self, rows: Iterable[dict]) -> Iterator[dict]:
+        corruptions, shape = self.corruptions, self.shape
+        for row in rows:
+            served = [row]
+            for corruption in corruptions:
+                served = [
+                    out
+                    for one in served
+                    for out in (
+                        corruption.apply(one, shape)
+                        if corruption.picks(one, shape.key, self._event_day)
+                        else (one,)
+                    )
+                ]
+            yield from served
 
     def after_page(self, ordered: Sequence[dict], page: Sequence[dict], limit: int) -> None:
         """Let armed faults act on the data once ``page`` of ``ordered`` has been served."""
@@ -381,6 +466,8 @@ class Overlay:
             moment = self._event_moment(row)
             if moment is None or (start and moment < start) or (end and moment >= end):
                 continue
+            if row[key] in (None, ""):
+                continue  # a correct client rejects a record it cannot key
             held = truth.get(row[key])
             if held is None or str(row[updated]) > str(held[updated]):
                 truth[row[key]] = row
@@ -505,6 +592,33 @@ class Injector:
             raise ValueError("schema drift needs a renamed or an added column")
         drift = SchemaDrift(from_day, dict(renamed or {}), dict(added or {}))
         self._overlay(dataset_id).drift_schema(drift)
+
+    def null_keys(self, dataset_id: str, share: float = 0.05, day: dt.date | None = None) -> None:
+        """Serve a ``share`` of the records (of event day ``day``, or all) without a business key."""
+        self._overlay(dataset_id).corrupt(Corruption(NULL_KEYS, share, day))
+
+    def move_out_of_city(
+        self,
+        dataset_id: str,
+        share: float = 0.05,
+        day: dt.date | None = None,
+        coordinates: tuple[str, str] = ("latitude", "longitude"),
+    ) -> None:
+        """Serve a ``share`` of the records with coordinates in state-plane feet, far outside the
+        city: the export switched projection."""
+        self._overlay(dataset_id).corrupt(Corruption(OUT_OF_CITY, share, day, coordinates))
+
+    def drop_volume(self, dataset_id: str, day: dt.date, keep: float = 0.2) -> None:
+        """Serve only a ``keep`` share of the records of event day ``day``: pages went missing."""
+        if not 0 <= keep < 1:
+            raise ValueError(f"keep must be in [0, 1), got {keep}")
+        self._overlay(dataset_id).corrupt(Corruption(VOLUME_DROP, 1 - keep, day))
+
+    def duplicate_keys(
+        self, dataset_id: str, share: float = 0.05, day: dt.date | None = None
+    ) -> None:
+        """Serve a ``share`` of the records twice, the copy's key padded with a trailing space."""
+        self._overlay(dataset_id).corrupt(Corruption(DUPLICATE_KEYS, share, day))
 
     def clear(self) -> None:
         """Cancel every pending fault and restore every dataset to its generated state."""

@@ -202,7 +202,8 @@ def _life(rng: random.Random, ptype: PermitType, applied: dt.datetime) -> _Life:
     review_starts = applied + dt.timedelta(hours=rng.uniform(4, 72))
     review = ptype.review_days * math.exp(rng.gauss(0.0, 0.7))
     issued_day = (applied + dt.timedelta(days=max(0.5, review))).date()
-    issued = _working_time(rng, issued_day)
+    # A permit issued at the counter the day it was applied for is issued after the application.
+    issued = max(_working_time(rng, issued_day), applied + dt.timedelta(minutes=20))
     withdrawn = finaled = expires = None
     if rng.random() < _WITHDRAWN_RATE:
         withdrawn = applied + dt.timedelta(days=rng.uniform(1, max(2.0, 1.5 * review)))

@@ -36,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar, Self
 from urllib.parse import parse_qsl, urlsplit
 
+import msgspec
+
 from civic_warehouse.simulator import arcgis, crashes, faults, mru_cases, open311, permits, soql
 from civic_warehouse.simulator.calls import (
     CALLS_COLUMNS,
@@ -59,9 +61,9 @@ _JSON_TYPE = "application/json;charset=utf-8"
 _ONE_DAY = dt.timedelta(days=1)
 # The metadata API names floating timestamps "calendar_date" and fixed ones "date".
 _VIEW_TYPES = {"floating_timestamp": "calendar_date", "fixed_timestamp": "date"}
-_encode_row = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, check_circular=False
-).encode
+# Rows as compact JSON, one per line: msgspec writes a page about fifteen times faster than the
+# json module, which matters when a bench pages a million rows through the simulator.
+_encode_lines = msgspec.json.Encoder().encode_lines
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,10 @@ class SodaResource:
         """Matching rows in ``order``; remembered so that paging through them sorts only once."""
         return _sorted_rows(self, self.overlay.version, where, order)
 
+    def count(self, where: soql.Expr | None) -> int:
+        """How many rows match ``where``; remembered, as a real Socrata answers counts quickly."""
+        return _count(self, self.overlay.version, where)
+
     def rows(self, where: soql.Expr | None) -> list[dict]:
         """Rows matching ``where``, in generation order; generates only days it could match."""
         keep = None if where is None else soql.compile_predicate(where)
@@ -271,6 +277,11 @@ def _sorted_rows(
     return tuple(rows)
 
 
+@functools.lru_cache(maxsize=64)
+def _count(resource: SodaResource, _version: int, where: soql.Expr | None) -> int:
+    return len(resource.rows(where))
+
+
 def _days_between(first: dt.date, last: dt.date) -> Iterator[dt.date]:
     day = first
     while day <= last:
@@ -331,11 +342,10 @@ def render_rows(
     """A SODA 2.1 body: one object per line, lines led by commas, ``[]`` when empty."""
     if not rows:
         return b"[]\n"
-    if fields == all_fields:
-        parts = [_encode_row(row) for row in rows]
-    else:
-        parts = [_encode_row({f: row[f] for f in fields if f in row}) for row in rows]
-    return ("[" + "\n,".join(parts) + "]\n").encode()
+    if fields != all_fields:
+        rows = [{f: row[f] for f in fields if f in row} for row in rows]
+    # A newline inside JSON text is always escaped: the only raw newlines are between rows.
+    return b"[" + _encode_lines(rows)[:-1].replace(b"\n", b"\n,") + b"]\n"
 
 
 def _http_date(moment: dt.datetime) -> str:
@@ -531,7 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
         fields = query.select.fields
         if query.select.count:
             types = ["number"]
-            count = len(resource.rows(query.where))
+            count = resource.count(query.where)
             body = render_rows([{fields[0]: str(count)}], fields, fields)
         else:
             types = [resource.schema[f] for f in fields]

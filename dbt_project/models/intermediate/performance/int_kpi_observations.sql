@@ -48,6 +48,7 @@ mru_calls_handled as (
 
     select
         'mru_calls_handled' as metric_id,
+        case_number as record_id,
         case_date_local as date_day,
         neighborhood,
         1::numeric as observed_value
@@ -60,6 +61,7 @@ mru_resolved_without_police as (
 
     select
         'mru_resolved_without_police_share' as metric_id,
+        case_number as record_id,
         case_date_local as date_day,
         neighborhood,
         case when is_resolved_without_police then 1 else 0 end::numeric as observed_value
@@ -73,6 +75,7 @@ responses_measured as (
     -- Police and fire responses that reached the scene. An officer-initiated call (a traffic
     -- stop) is logged with the unit already there: it has no response time to measure.
     select
+        event_number,
         priority,
         received_date_local,
         neighborhood,
@@ -91,6 +94,7 @@ response_times as (
     select
         'response_time_' || response_statistics.statistic || '_priority_'
         || responses_measured.priority as metric_id,
+        responses_measured.event_number as record_id,
         responses_measured.received_date_local as date_day,
         responses_measured.neighborhood,
         responses_measured.seconds_received_to_on_scene::numeric as observed_value
@@ -104,6 +108,7 @@ service_requests_closed as (
 
     select
         'service_requests_closed_on_time_share' as metric_id,
+        service_request_id as record_id,
         closed_date_local as date_day,
         neighborhood,
         case when closed_within_target then 1 else 0 end::numeric as observed_value
@@ -117,6 +122,7 @@ service_requests_backlog as (
 
     select
         'service_requests_open_backlog' as metric_id,
+        service_request_id as record_id,
         date_day,
         neighborhood,
         1::numeric as observed_value
@@ -129,6 +135,7 @@ permits_issued as (
 
     select
         'permits_issued' as metric_id,
+        permit_number as record_id,
         issued_date_local as date_day,
         neighborhood,
         1::numeric as observed_value
@@ -143,6 +150,7 @@ housing_units_added as (
     -- Only permits that change the number of homes are records of this metric.
     select
         'housing_units_added' as metric_id,
+        permit_number as record_id,
         issued_date_local as date_day,
         neighborhood,
         housing_units_added::numeric as observed_value
@@ -157,6 +165,7 @@ traffic_deaths as (
     -- One record per fatal crash, valued at the people it killed.
     select
         'traffic_deaths' as metric_id,
+        crash_id as record_id,
         crash_date_local as date_day,
         neighborhood,
         people_killed::numeric as observed_value
@@ -171,6 +180,7 @@ traffic_serious_injuries as (
     -- One record per crash that killed or seriously injured someone (K or A), valued at them.
     select
         'traffic_serious_injuries' as metric_id,
+        crash_id as record_id,
         crash_date_local as date_day,
         neighborhood,
         (people_killed + people_seriously_injured)::numeric as observed_value
@@ -206,6 +216,7 @@ final as (
 
     select
         metric_id,
+        record_id,
         date_day,
         neighborhood,
         observed_value

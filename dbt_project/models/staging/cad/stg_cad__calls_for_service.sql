@@ -21,12 +21,13 @@ renamed as (
         record ->> 'mru_response_mode' as mru_response_mode,
         record ->> 'disposition_code' as disposition_code,
         record ->> 'disposition' as disposition,
-        record ->> 'block_address' as block_address,
+        {{ generalize_to_block("record ->> 'block_address'") }} as block_address,
         record ->> 'neighborhood' as neighborhood,
         record ->> 'district' as district,
         (record ->> 'latitude')::numeric as latitude,
         (record ->> 'longitude')::numeric as longitude,
-        (record ->> ':updated_at')::timestamptz as source_updated_at,
+        -- the loader's copy of the record's last-change time: indexed, so increments read it fast
+        source_updated_at,
         batch_id,
         extracted_at
 

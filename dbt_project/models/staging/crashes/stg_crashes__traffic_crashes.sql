@@ -28,7 +28,7 @@ renamed as (
             when 'Y' then true
             when 'N' then false
         end as is_hit_and_run,
-        record ->> 'block_address' as block_address,
+        {{ generalize_to_block("record ->> 'block_address'") }} as block_address,
         record ->> 'intersection' as intersection,
         record ->> 'neighborhood' as neighborhood,
         (record ->> 'latitude')::numeric as latitude,

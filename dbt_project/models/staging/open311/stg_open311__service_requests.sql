@@ -25,7 +25,7 @@ renamed as (
         nullif(record ->> 'expected_datetime', '') as expected_datetime,
         -- The address is published at block level ("27XX HOOVER AVE, DAYTON, OH, 45417"):
         -- keep the block, drop the city, state and ZIP code that follow it.
-        nullif(trim(split_part(record ->> 'address', ',', 1)), '') as block_address,
+        {{ generalize_to_block("split_part(record ->> 'address', ',', 1)") }} as block_address,
         (record ->> 'address_id')::integer as address_id,
         record ->> 'zipcode' as zipcode,
         (record ->> 'lat')::numeric as latitude,

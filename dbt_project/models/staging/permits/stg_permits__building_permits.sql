@@ -19,8 +19,8 @@ renamed as (
         {{ floating_to_utc("record ->> 'finaled_date'", 'building_permits') }} as finaled_at,
         (record ->> 'housing_units')::integer as housing_units,
         (record ->> 'valuation')::numeric(14, 2) as valuation,
-        -- Published at block level already ("6XX N MAIN ST").
-        record ->> 'address' as block_address,
+        -- Published at block level already ("6XX N MAIN ST"); kept at the block whatever comes.
+        {{ generalize_to_block("record ->> 'address'") }} as block_address,
         record ->> 'neighborhood' as neighborhood,
         (record ->> 'latitude')::numeric as latitude,
         (record ->> 'longitude')::numeric as longitude,
