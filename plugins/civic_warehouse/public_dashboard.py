@@ -46,10 +46,15 @@ class DashboardError(RuntimeError):
     """The page could not be built from the warehouse."""
 
 
-def min_cell_count() -> int:
-    """The open marts' small-cell threshold, from the dbt project's variables."""
+def dbt_var(name: str) -> Any:
+    """A variable of the dbt project, as the marts were built with it."""
     project = yaml.safe_load((settings.DBT_PROJECT_DIR / "dbt_project.yml").read_text())
-    return int(project["vars"]["min_cell_count"])
+    return project["vars"][name]
+
+
+def min_cell_count() -> int:
+    """The open marts' small-cell threshold."""
+    return int(dbt_var("min_cell_count"))
 
 
 def query_params() -> dict[str, Any]:
@@ -120,7 +125,7 @@ order by citywide.metric_id
 # is not a median), measured as the KPI catalog measures it.
 RESPONSE_HEADLINE_SQL = """
 with coverage as materialized (
-    select max(received_date_local) as last_day from open.fct_calls_for_service
+    select max(received_date_local) as last_day from open.fct_recent_calls_for_service
 )
 select
     coverage.last_day as data_as_of,
@@ -130,7 +135,7 @@ select
         (percentile_cont(0.5) within group (order by calls.seconds_received_to_on_scene))::numeric
         / 60, 1
     ) as median_minutes
-from open.fct_calls_for_service as calls
+from open.fct_recent_calls_for_service as calls
 cross join coverage
 where
     calls.responding_unit_type in ('POLICE', 'FIRE')
@@ -249,7 +254,7 @@ order by calls_handled desc nulls last, neighborhoods.neighborhood
 
 RESPONSE_BY_NEIGHBORHOOD_SQL = """
 with coverage as materialized (
-    select max(received_date_local) as last_day from open.fct_calls_for_service
+    select max(received_date_local) as last_day from open.fct_recent_calls_for_service
 ),
 cells as (
     select
@@ -259,7 +264,7 @@ cells as (
             (percentile_cont(0.5) within group (order by calls.seconds_received_to_on_scene))::numeric
             / 60, 1
         ) as median_minutes
-    from open.fct_calls_for_service as calls
+    from open.fct_recent_calls_for_service as calls
     cross join coverage
     where
         calls.responding_unit_type in ('POLICE', 'FIRE')
@@ -283,7 +288,7 @@ order by median_minutes desc nulls last, neighborhoods.neighborhood
 
 CALLS_BY_TYPE_SQL = """
 with coverage as materialized (
-    select max(received_date_local) as last_day from open.fct_calls_for_service
+    select max(received_date_local) as last_day from open.fct_recent_calls_for_service
 ),
 cells as (
     select
@@ -291,7 +296,7 @@ cells as (
         coalesce(calls.call_category, 'Other') as call_category,
         count(*) as calls,
         round(avg(case when calls.is_mru_response then 1 else 0 end), 4) as answered_by_mru_share
-    from open.fct_calls_for_service as calls
+    from open.fct_recent_calls_for_service as calls
     cross join coverage
     where calls.received_date_local > coverage.last_day - %(window_days)s
     group by calls.call_type, coalesce(calls.call_category, 'Other')

@@ -41,7 +41,12 @@ ADMIN_USERNAME = "admin"
 DASHBOARD_SLUG = "city-performance"
 DASHBOARD_PATH = f"/superset/dashboard/{DASHBOARD_SLUG}/"
 # The marts the dashboard reads; without them published there is nothing to show.
-REQUIRED_MARTS = ("fct_kpi_daily", "fct_kpi_equity", "fct_calls_for_service")
+REQUIRED_MARTS = (
+    "fct_kpi_daily",
+    "fct_kpi_equity",
+    "fct_calls_for_service",
+    "fct_recent_calls_for_service",
+)
 SECRET_VARIABLES = ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "BI_READER_PASSWORD")
 STARTUP_TIMEOUT = 180.0
 

@@ -76,3 +76,8 @@ def test_the_page_loads_nothing_from_elsewhere_and_data_cannot_end_its_script():
     assert page.count("</script>") == 2
     assert "</script><script>alert" not in page
     assert "window.vegaEmbed" in page
+
+
+def test_the_pages_window_fits_in_the_recent_calls_mart():
+    # The page's calls figures read fct_recent_calls_for_service: a longer window would be cut short.
+    assert int(public_dashboard.dbt_var("recent_calls_days")) >= public_dashboard.WINDOW_DAYS

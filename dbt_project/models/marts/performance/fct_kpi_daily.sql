@@ -1,3 +1,6 @@
+{#- Dashboards read one metric for one area (mostly Citywide) over a range of days. -#}
+{{ config(indexes=[{'columns': ['metric_id', 'area', 'date_day']}]) }}
+
 with
 
 metrics as (

@@ -1,3 +1,6 @@
+{#- Dashboards read one metric's gaps, by neighborhood. -#}
+{{ config(indexes=[{'columns': ['metric_id', 'neighborhood', 'date_day']}]) }}
+
 with
 
 daily as (
