@@ -234,6 +234,32 @@ def test_records_without_business_keys_block_publishing(published, faults):
     assert extract("calls_for_service")["rejected"] == 0
 
 
+def test_values_that_do_not_parse_block_publishing(published, faults):
+    before = schema_fingerprint(published, "open")
+    started = time.time()
+    # The CAD export writes a placeholder where some calls' arrival time belongs.
+    faults.garble_values(CALLS_DATASET_ID, ["time_arrived"], text="N/A", share=0.02)
+    extract("calls_for_service")
+    pipeline.transform_candidate()  # the build goes through: the bad values are staged as null
+
+    with pytest.raises(quality.QualityGateFailed) as raised:
+        pipeline.audit()
+
+    [failure] = raised.value.report.critical_failures
+    assert (failure.suite, failure.column) == (
+        "stg_cad__calls_for_service",
+        "every number and time in the record parses as its type",
+    )
+    assert failure.observed > 0
+    assert all(sample["unparsed_fields"] == "time_arrived" for sample in failure.samples)
+    assert "Owner: Emergency Communications" in str(raised.value)
+    assert schema_fingerprint(published, "open") == before
+    assert "parses as its type" in data_docs_page("stg_cad__calls_for_service", started)
+
+    faults.clear()
+    extract("calls_for_service")
+
+
 def test_records_served_twice_under_reformatted_keys_block_publishing(published, faults):
     before = schema_fingerprint(published, "open")
     started = time.time()

@@ -39,6 +39,7 @@ def test_every_source_suite_checks_rejects_duplicates_and_coordinates(name):
     descriptions = [e.get("description", "") for e in expectations]
     assert any(d.startswith("the latest extract rejected at most 1%") for d in descriptions)
     assert any(d.startswith("no duplicate ") for d in descriptions)
+    assert "every number and time in the record parses as its type" in descriptions
     queries = " ".join(e["kwargs"].get("unexpected_rows_query", "") for e in expectations)
     source = SOURCE_SUITES[name]["meta"]["source"]
     assert f"where source = '{source}'" in queries  # its own rejects, not another source's

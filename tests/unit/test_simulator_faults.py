@@ -365,6 +365,19 @@ def test_out_of_city_coordinates_keep_the_wire_type(sim):
     assert located and {(r["latitude"], r["longitude"]) for r in located} == {(1834520.5, 592300.2)}
 
 
+def test_garbled_values_replace_only_the_named_fields_of_a_share(sim):
+    sim.inject.garble_values(CALLS_DATASET_ID, ["time_arrived"], text="N/A", share=0.1)
+    rows = flat(soda_pages(sim, 500))
+    garbled = [r for r in rows if r.get("time_arrived") == "N/A"]
+    arrived = [r for r in rows if "time_arrived" in r]
+    assert 0.05 * len(arrived) < len(garbled) < 0.15 * len(arrived)
+    # Only that field: times, keys and the rest of the record are as generated.
+    assert all(r["time_received"].startswith("2026-") and r["event_number"] for r in garbled)
+    assert garbled == [r for r in flat(soda_pages(sim, 250)) if r.get("time_arrived") == "N/A"]
+    with pytest.raises(ValueError):
+        sim.inject.garble_values(CALLS_DATASET_ID, [])
+
+
 def test_a_volume_drop_keeps_a_share_of_one_day(sim):
     day = dt.date(2026, 3, 3)
     whole = len(generated_calls())

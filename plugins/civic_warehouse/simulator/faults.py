@@ -229,11 +229,12 @@ class SchemaDrift:
         return out
 
 
-NULL_KEYS, OUT_OF_CITY, VOLUME_DROP, DUPLICATE_KEYS = (
+NULL_KEYS, OUT_OF_CITY, VOLUME_DROP, DUPLICATE_KEYS, GARBLED = (
     "null_keys",
     "out_of_city",
     "volume_drop",
     "duplicate_keys",
+    "garbled",
 )
 # Where a city's coordinates land when an export switches to state-plane feet (Ohio South).
 _STATE_PLANE_FEET = ("1834520.5", "592300.2")
@@ -251,6 +252,8 @@ class Corruption:
     share: float
     day: dt.date | None = None
     coordinates: tuple[str, str] = ("latitude", "longitude")
+    garbled: tuple[str, ...] = ()  # GARBLED: the fields served as ``text``
+    text: str = "N/A"
 
     def picks(self, row: Mapping, key: str, event_day: Callable[[Mapping], dt.date]) -> bool:
         if self.day is not None and event_day(row) != self.day:
@@ -270,6 +273,10 @@ class Corruption:
                 if row.get(name) is not None:
                     # Keep the wire type: SODA sends numbers as text, CKAN as numbers.
                     out[name] = far if isinstance(row[name], str) else float(far)
+        elif self.kind == GARBLED:
+            for name in self.garbled:
+                if row.get(name) is not None:
+                    out[name] = self.text
         elif self.kind == DUPLICATE_KEYS:
             yield out
             # The same record again, its key padded as a fixed-width re-export writes it: a
@@ -607,6 +614,21 @@ class Injector:
         """Serve a ``share`` of the records with coordinates in state-plane feet, far outside the
         city: the export switched projection."""
         self._overlay(dataset_id).corrupt(Corruption(OUT_OF_CITY, share, day, coordinates))
+
+    def garble_values(
+        self,
+        dataset_id: str,
+        fields: Sequence[str],
+        text: str = "N/A",
+        share: float = 0.05,
+        day: dt.date | None = None,
+    ) -> None:
+        """Serve a ``share`` of the records with ``text`` in place of each of ``fields`` that has
+        a value: the export writes a placeholder where a number or a time belongs."""
+        if not fields:
+            raise ValueError("garble_values needs at least one field")
+        corruption = Corruption(GARBLED, share, day, garbled=tuple(fields), text=text)
+        self._overlay(dataset_id).corrupt(corruption)
 
     def drop_volume(self, dataset_id: str, day: dt.date, keep: float = 0.2) -> None:
         """Serve only a ``keep`` share of the records of event day ``day``: pages went missing."""

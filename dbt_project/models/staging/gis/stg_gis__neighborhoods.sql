@@ -10,11 +10,17 @@ renamed as (
 
     select
         record ->> 'NAME' as neighborhood,
-        (record ->> 'OBJECTID')::integer as object_id,
+        {{ parse_number("record ->> 'OBJECTID'", 'integer') }} as object_id,
         record ->> 'DISTRICT' as district,
-        (record ->> 'POPULATION')::numeric::integer as population,
-        (record ->> 'AREA_SQMI')::numeric as area_sq_mi,
+        {{ parse_number("record ->> 'POPULATION'", 'integer') }} as population,
+        {{ parse_number("record ->> 'AREA_SQMI'") }} as area_sq_mi,
         record -> 'geometry' -> 'rings' as geometry_rings,
+        -- fields whose value did not parse as its type (read as null above)
+        {{ unparsed_fields({
+            'OBJECTID': 'number',
+            'POPULATION': 'number',
+            'AREA_SQMI': 'number',
+        }) }} as unparsed_fields,
         batch_id,
         extracted_at
 

@@ -22,6 +22,11 @@ renamed as (
             when 'N' then false
         end as is_follow_up_required,
         (record ->> ':updated_at')::timestamptz as source_updated_at,
+        -- fields whose value did not parse as its type (read as null above)
+        {{ unparsed_fields({
+            'opened': 'floating_time',
+            'closed': 'floating_time',
+        }) }} as unparsed_fields,
         batch_id,
         extracted_at
 

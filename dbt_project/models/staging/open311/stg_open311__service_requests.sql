@@ -1,8 +1,3 @@
-{#- A time of day followed by a UTC offset ("Z", "-04:00", "+0530"): the instant is explicit. -#}
-{%- set with_offset -%}
-    '[0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?[[:space:]]*(z|[+-][0-9]{2}(:?[0-9]{2})?)$'
-{%- endset -%}
-
 with
 
 source as (
@@ -26,10 +21,19 @@ renamed as (
         -- The address is published at block level ("27XX HOOVER AVE, DAYTON, OH, 45417"):
         -- keep the block, drop the city, state and ZIP code that follow it.
         {{ generalize_to_block("split_part(record ->> 'address', ',', 1)") }} as block_address,
-        (record ->> 'address_id')::integer as address_id,
+        {{ parse_number("record ->> 'address_id'", 'integer') }} as address_id,
         record ->> 'zipcode' as zipcode,
-        (record ->> 'lat')::numeric as latitude,
-        (record ->> 'long')::numeric as longitude,
+        {{ parse_number("record ->> 'lat'") }} as latitude,
+        {{ parse_number("record ->> 'long'") }} as longitude,
+        -- fields whose value did not parse as its type (read as null above)
+        {{ unparsed_fields({
+            'requested_datetime': ['time_with_offset', 'floating_time'],
+            'updated_datetime': ['time_with_offset', 'floating_time'],
+            'expected_datetime': ['time_with_offset', 'floating_time'],
+            'address_id': 'number',
+            'lat': 'number',
+            'long': 'number',
+        }) }} as unparsed_fields,
         batch_id,
         extracted_at
 
@@ -51,15 +55,18 @@ converted_to_utc as (
         status_notes,
         department,
         case
-            when requested_datetime ~* {{ with_offset }} then requested_datetime::timestamptz
+            when requested_datetime ~* {{ source_value_pattern('time_with_offset') }}
+                then requested_datetime::timestamptz
             else {{ floating_to_utc('requested_datetime', 'service_requests') }}
         end as requested_at,
         case
-            when updated_datetime ~* {{ with_offset }} then updated_datetime::timestamptz
+            when updated_datetime ~* {{ source_value_pattern('time_with_offset') }}
+                then updated_datetime::timestamptz
             else {{ floating_to_utc('updated_datetime', 'service_requests') }}
         end as updated_at,
         case
-            when expected_datetime ~* {{ with_offset }} then expected_datetime::timestamptz
+            when expected_datetime ~* {{ source_value_pattern('time_with_offset') }}
+                then expected_datetime::timestamptz
             else {{ floating_to_utc('expected_datetime', 'service_requests') }}
         end as expected_at,
         block_address,
@@ -67,6 +74,7 @@ converted_to_utc as (
         zipcode,
         latitude,
         longitude,
+        unparsed_fields,
         batch_id,
         extracted_at
 
