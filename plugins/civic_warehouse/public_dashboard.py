@@ -220,71 +220,64 @@ group by 1
 order by 1
 """
 
+
 # Breakdowns aggregate the fact marts over the period; a cell from 1 to min_cell_count - 1
 # records is withheld, as the open marts withhold theirs.
-MRU_BY_NEIGHBORHOOD_SQL = """
+def _by_neighborhood(fact: str, count: str, value: str, value_sql: str, where: str) -> str:
+    """Every neighborhood with its ``count`` of ``fact`` rows and ``value`` over the window
+    (``value_sql`` aggregating rows aliased ``facts``, which ``where`` filters); cells withheld
+    as the open marts withhold theirs."""
+    withheld = f"coalesce(cells.{count}, 0) between 1 and %(min_cell_count)s - 1"
+    return f"""
 with coverage as materialized (
-    select max(received_date_local) as last_day from open.fct_mru_responses
+    select max(received_date_local) as last_day from open.{fact}
 ),
 cells as (
     select
-        responses.neighborhood,
-        count(*) as calls_handled,
-        round(avg(case when responses.is_resolved_without_police then 1 else 0 end), 4)
-            as resolved_without_police_share
-    from open.fct_mru_responses as responses
+        facts.neighborhood,
+        count(*) as {count},
+        {value_sql} as {value}
+    from open.{fact} as facts
     cross join coverage
     where
-        responses.neighborhood is not null
-        and responses.received_date_local > coverage.last_day - %(window_days)s
-    group by responses.neighborhood
+        {where}
+        and facts.received_date_local > coverage.last_day - %(window_days)s
+    group by facts.neighborhood
 )
 select
     neighborhoods.neighborhood,
-    coalesce(cells.calls_handled, 0) between 1 and %(min_cell_count)s - 1 as suppressed,
-    case when not coalesce(cells.calls_handled, 0) between 1 and %(min_cell_count)s - 1
-        then coalesce(cells.calls_handled, 0) end as calls_handled,
-    case when not coalesce(cells.calls_handled, 0) between 1 and %(min_cell_count)s - 1
-        then cells.resolved_without_police_share end as resolved_without_police_share
+    {withheld} as suppressed,
+    case when not {withheld} then coalesce(cells.{count}, 0) end as {count},
+    case when not {withheld} then cells.{value} end as {value}
 from open.dim_neighborhood as neighborhoods
 left join cells
     on neighborhoods.neighborhood = cells.neighborhood
-order by calls_handled desc nulls last, neighborhoods.neighborhood
 """
 
-RESPONSE_BY_NEIGHBORHOOD_SQL = """
-with coverage as materialized (
-    select max(received_date_local) as last_day from open.fct_recent_calls_for_service
-),
-cells as (
-    select
-        calls.neighborhood,
-        count(*) as responses,
-        round(
-            (percentile_cont(0.5) within group (order by calls.seconds_received_to_on_scene))::numeric
-            / 60, 1
-        ) as median_minutes
-    from open.fct_recent_calls_for_service as calls
-    cross join coverage
-    where
-        calls.responding_unit_type in ('POLICE', 'FIRE')
-        and calls.seconds_received_to_on_scene > 0
-        and calls.priority = 1
-        and calls.received_date_local > coverage.last_day - %(window_days)s
-    group by calls.neighborhood
+
+MRU_BY_NEIGHBORHOOD_SQL = (
+    _by_neighborhood(
+        "fct_mru_responses",
+        "calls_handled",
+        "resolved_without_police_share",
+        "round(avg(case when facts.is_resolved_without_police then 1 else 0 end), 4)",
+        "facts.neighborhood is not null",
+    )
+    + "order by calls_handled desc nulls last, neighborhoods.neighborhood\n"
 )
-select
-    neighborhoods.neighborhood,
-    coalesce(cells.responses, 0) between 1 and %(min_cell_count)s - 1 as suppressed,
-    case when not coalesce(cells.responses, 0) between 1 and %(min_cell_count)s - 1
-        then coalesce(cells.responses, 0) end as responses,
-    case when not coalesce(cells.responses, 0) between 1 and %(min_cell_count)s - 1
-        then cells.median_minutes end as median_minutes
-from open.dim_neighborhood as neighborhoods
-left join cells
-    on neighborhoods.neighborhood = cells.neighborhood
-order by median_minutes desc nulls last, neighborhoods.neighborhood
-"""
+
+RESPONSE_BY_NEIGHBORHOOD_SQL = (
+    _by_neighborhood(
+        "fct_recent_calls_for_service",
+        "responses",
+        "median_minutes",
+        "round((percentile_cont(0.5) within group (order by facts.seconds_received_to_on_scene))"
+        "::numeric / 60, 1)",
+        "facts.responding_unit_type in ('POLICE', 'FIRE')"
+        " and facts.seconds_received_to_on_scene > 0 and facts.priority = 1",
+    )
+    + "order by median_minutes desc nulls last, neighborhoods.neighborhood\n"
+)
 
 CALLS_BY_TYPE_SQL = """
 with coverage as materialized (
