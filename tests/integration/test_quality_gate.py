@@ -92,9 +92,18 @@ def test_good_data_passes_and_results_are_recorded(published):
             "select count(*) from quality.validation_results where suite = 'fct_calls_for_service'"
         ).fetchone()[0]
     assert calls >= 10
-    # A suite for each source as it landed and for each fact mart, all passing on a healthy feed.
+    # A suite for each source as it landed and for each open mart, all passing on a healthy feed.
     assert suites == {
+        "dim_call_type": True,
+        "dim_date": True,
+        "dim_department": True,
+        "dim_neighborhood": True,
+        "dim_service_type": True,
         "fct_building_permits": True,
+        "fct_kpi_daily": True,
+        "fct_kpi_equity": True,
+        "fct_recent_calls_for_service": True,
+        "fct_service_request_status_history": True,
         "fct_calls_for_service": True,
         "fct_mru_responses": True,
         "fct_service_requests": True,
@@ -288,6 +297,30 @@ def test_records_served_twice_under_reformatted_keys_block_publishing(published,
     faults.clear()
     # A full read no longer finds the padded keys: they are marked deleted at the source.
     assert extract("building_permits", reconcile=True)["deleted"] > 0
+
+
+def test_an_impossible_kpi_blocks_publishing(published):
+    before = schema_fingerprint(published, "open")
+    pipeline.transform_candidate()
+    with psycopg.connect(published) as conn:  # a metric definition that divides the wrong way
+        conn.execute(
+            """
+            update candidate.fct_kpi_daily set metric_value = metric_value + 1
+            where aggregation = 'share' and metric_value is not null
+            """
+        )
+
+    with pytest.raises(quality.QualityGateFailed) as raised:
+        pipeline.audit()
+
+    [failure] = raised.value.report.critical_failures
+    assert (failure.suite, failure.column) == (
+        "fct_kpi_daily",
+        "KPI values in range: shares between 0 and 1, times and counts not negative",
+    )
+    assert all(sample["aggregation"] == "share" for sample in failure.samples)
+    assert all(float(sample["metric_value"]) > 1 for sample in failure.samples)
+    assert schema_fingerprint(published, "open") == before
 
 
 def test_a_candidate_that_collapsed_against_the_published_version_is_blocked(published):

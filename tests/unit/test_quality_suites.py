@@ -60,3 +60,12 @@ def test_event_sources_check_time_order_future_and_a_volume_band(name):
     # A day with a fraction of its usual records is missing data: it blocks.
     collapse = "no day with under a quarter of the same weekday's trailing 4-week average (at least 20 a day)"
     assert by_description[collapse] == "critical"
+
+
+def test_every_open_mart_has_a_suite_that_guards_its_grain_and_row_count():
+    marts = {path.stem for path in (settings.DBT_PROJECT_DIR / "models" / "marts").rglob("*.sql")}
+    assert marts and marts == {name for name in SUITES if not name.startswith("stg_")}
+    for name in marts:
+        types = {e["type"] for e in SUITES[name]["expectations"]}
+        assert "expect_table_row_count_to_be_between" in types, name
+        assert types & {"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"}
