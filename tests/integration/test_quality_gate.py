@@ -53,6 +53,17 @@ def data_docs_page(suite: str, since: float) -> str:
     return max(pages, key=lambda p: p.stat().st_mtime).read_text()
 
 
+def blocked_by_the_gate(published: str) -> quality.QualityGateFailed:
+    """Build the candidate from raw and audit it: the gate must refuse it, and the published
+    marts must stay byte for byte as they were."""
+    before = schema_fingerprint(published, "open")
+    pipeline.transform_candidate()
+    with pytest.raises(quality.QualityGateFailed) as raised:
+        pipeline.audit()
+    assert schema_fingerprint(published, "open") == before
+    return raised.value
+
+
 @pytest.fixture(scope="module")
 def published(warehouse_url, simulator):
     """Two weeks of every source extracted from the simulator, built, validated and published."""
@@ -150,24 +161,19 @@ def test_a_volume_dip_is_a_recorded_warning_and_still_publishes(published, fault
 
 
 def test_a_volume_collapse_blocks_publishing(published, faults):
-    before = schema_fingerprint(published, "open")
     started = time.time()
     # Nine in ten of Thursday July 23rd's MRU cases never reach the portal: pages went missing.
     faults.drop_volume(mru_cases.MRU_DATASET_ID, dt.date(2026, 7, 23), keep=0.1)
     for name in load_catalog():
         extract(name, "2026-07-18", "2026-07-25")
-    pipeline.transform_candidate()
+    failed = blocked_by_the_gate(published)
 
-    with pytest.raises(quality.QualityGateFailed) as raised:
-        pipeline.audit()
-
-    report = raised.value.report
+    report = failed.report
     [failure] = report.critical_failures
     assert (failure.suite, failure.column) == ("stg_mru__cases", COLLAPSE)
     assert failure.samples[0]["day"] == "2026-07-23"
     assert failure.samples[0]["cases"] < 0.25 * float(failure.samples[0]["trailing_average"])
-    assert "Owner: " in str(raised.value) and "Data Docs:" in str(raised.value)
-    assert schema_fingerprint(published, "open") == before
+    assert "Owner: " in str(failed) and "Data Docs:" in str(failed)
     assert {
         (suite, severity) for suite, _, severity, _, _ in results_of(published, report.run_id)
     } == {
@@ -181,32 +187,27 @@ def test_a_volume_collapse_blocks_publishing(published, faults):
 
 
 def test_out_of_city_coordinates_block_publishing(published, faults):
-    before = schema_fingerprint(published, "open")
     started = time.time()
     # The CAD feed switched projection for a tenth of its calls: state-plane feet.
     faults.move_out_of_city(CALLS_DATASET_ID, share=0.1)
     extract("calls_for_service")
-    pipeline.transform_candidate()
+    failed = blocked_by_the_gate(published)
 
-    with pytest.raises(quality.QualityGateFailed) as raised:
-        pipeline.audit()
-
-    message = str(raised.value)
+    message = str(failed)
     assert "suite stg_cad__calls_for_service" in message
     assert "expect_column_values_to_be_between on stg_cad__calls_for_service.latitude" in message
     assert "1834520.5" in message  # sample failing values
     assert "Owner: Emergency Communications" in message
-    assert "Data Docs:" in message and raised.value.report.data_docs.exists()
-    assert schema_fingerprint(published, "open") == before
-    failed = results_of(published, raised.value.report.run_id)
+    assert "Data Docs:" in message and failed.report.data_docs.exists()
+    recorded = results_of(published, failed.report.run_id)
     # Caught twice: in the mart about to be published and in the source feed it came from.
-    assert [(suite, column, severity) for suite, column, severity, _, _ in failed] == [
+    assert [(suite, column, severity) for suite, column, severity, _, _ in recorded] == [
         ("fct_calls_for_service", "latitude", "critical"),
         ("fct_calls_for_service", "longitude", "critical"),
         ("stg_cad__calls_for_service", "latitude", "critical"),
         ("stg_cad__calls_for_service", "longitude", "critical"),
     ]
-    assert "1834520.5" in json.dumps(failed[2][4])
+    assert "1834520.5" in json.dumps(recorded[2][4])
     page = data_docs_page("stg_cad__calls_for_service", started)
     assert "1834520.5" in page and "latitude" in page
 
@@ -215,26 +216,21 @@ def test_out_of_city_coordinates_block_publishing(published, faults):
 
 
 def test_records_without_business_keys_block_publishing(published, faults):
-    before = schema_fingerprint(published, "open")
     started = time.time()
     faults.null_keys(CALLS_DATASET_ID, share=0.05)
     loaded = extract("calls_for_service")
     assert loaded["rejected"] > 0.01 * loaded["received"]  # kept in raw._rejects with the reason
-    pipeline.transform_candidate()
+    failed = blocked_by_the_gate(published)
 
-    with pytest.raises(quality.QualityGateFailed) as raised:
-        pipeline.audit()
-
-    [failure] = raised.value.report.critical_failures
+    [failure] = failed.report.critical_failures
     assert (failure.suite, failure.column) == (
         "stg_cad__calls_for_service",
         "the latest extract rejected at most 1% of the records it received",
     )
     assert failure.observed == loaded["rejected"]
     assert failure.samples[0]["reason"] == "business key field(s) missing or empty: event_number"
-    assert "Owner: Emergency Communications" in str(raised.value)
-    assert schema_fingerprint(published, "open") == before
-    [(suite, _, severity, _, samples)] = results_of(published, raised.value.report.run_id)
+    assert "Owner: Emergency Communications" in str(failed)
+    [(suite, _, severity, _, samples)] = results_of(published, failed.report.run_id)
     assert (suite, severity) == ("stg_cad__calls_for_service", "critical")
     assert "event_number" in json.dumps(samples)
     assert "the latest extract rejected" in data_docs_page("stg_cad__calls_for_service", started)
@@ -244,25 +240,21 @@ def test_records_without_business_keys_block_publishing(published, faults):
 
 
 def test_values_that_do_not_parse_block_publishing(published, faults):
-    before = schema_fingerprint(published, "open")
     started = time.time()
     # The CAD export writes a placeholder where some calls' arrival time belongs.
     faults.garble_values(CALLS_DATASET_ID, ["time_arrived"], text="N/A", share=0.02)
     extract("calls_for_service")
-    pipeline.transform_candidate()  # the build goes through: the bad values are staged as null
+    # The build goes through (the bad values are staged as null); the gate stops it.
+    failed = blocked_by_the_gate(published)
 
-    with pytest.raises(quality.QualityGateFailed) as raised:
-        pipeline.audit()
-
-    [failure] = raised.value.report.critical_failures
+    [failure] = failed.report.critical_failures
     assert (failure.suite, failure.column) == (
         "stg_cad__calls_for_service",
         "every number and time in the record parses as its type",
     )
     assert failure.observed > 0
     assert all(sample["unparsed_fields"] == "time_arrived" for sample in failure.samples)
-    assert "Owner: Emergency Communications" in str(raised.value)
-    assert schema_fingerprint(published, "open") == before
+    assert "Owner: Emergency Communications" in str(failed)
     assert "parses as its type" in data_docs_page("stg_cad__calls_for_service", started)
 
     faults.clear()
@@ -270,26 +262,21 @@ def test_values_that_do_not_parse_block_publishing(published, faults):
 
 
 def test_records_served_twice_under_reformatted_keys_block_publishing(published, faults):
-    before = schema_fingerprint(published, "open")
     started = time.time()
     # The permit system re-exported some permits with their numbers padded: new keys to the loader.
     faults.duplicate_keys(permits.PERMITS_RESOURCE_ID, share=0.1)
     extract("building_permits")
-    pipeline.transform_candidate()
+    failed = blocked_by_the_gate(published)
 
-    with pytest.raises(quality.QualityGateFailed) as raised:
-        pipeline.audit()
-
-    [failure] = raised.value.report.critical_failures
+    [failure] = failed.report.critical_failures
     assert (failure.suite, failure.column) == (
         "stg_permits__building_permits",
         "no duplicate permit_number after dedupe (ignoring case and spaces)",
     )
     sample = failure.samples[0]
     assert sample["records"] == 2 and sample["keys_as_served"][0].strip() == sample["business_key"]
-    assert "Owner: Planning and Development" in str(raised.value)
-    assert schema_fingerprint(published, "open") == before
-    assert [r[0] for r in results_of(published, raised.value.report.run_id)] == [
+    assert "Owner: Planning and Development" in str(failed)
+    assert [r[0] for r in results_of(published, failed.report.run_id)] == [
         "stg_permits__building_permits"
     ]
     assert "no duplicate permit_number" in data_docs_page("stg_permits__building_permits", started)
