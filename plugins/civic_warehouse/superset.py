@@ -186,6 +186,9 @@ def serve(url: str, home: Path, keys: Secrets, port: int = 0) -> Iterator[str]:
         "--timeout", "120",
         # Stopping should not wait out the browser's keep-alive connections.
         "--graceful-timeout", "5",
+        # Not the control socket in ~/.gunicorn: a second server (a test beside `make bi`) would
+        # take it over, and nothing here uses it.
+        "--no-control-socket",
         "superset.app:create_app()",
     ]  # fmt: skip
     with open(log_path, "ab") as log:

@@ -19,6 +19,7 @@ import yaml
 from browser import chromium, save_screenshot, wait_for  # noqa: F401 (fixture)
 from helpers import publish_city_window
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from civic_warehouse import access, superset, warehouse
 
@@ -82,12 +83,7 @@ def superset_url(published: str, keys: superset.Secrets, tmp_path_factory):
 @pytest.fixture(scope="module")
 def dashboard(superset_url: str, keys: superset.Secrets, chromium):  # noqa: F811 (fixture)
     chromium.set_window_size(1400, 3200)  # the whole dashboard in view
-    chromium.get(f"{superset_url}/login/")
-    wait_for(chromium, lambda d: d.find_elements(By.ID, "username"), "the login form shows")
-    chromium.find_element(By.ID, "username").send_keys(superset.ADMIN_USERNAME)
-    chromium.find_element(By.ID, "password").send_keys(keys.admin_password)
-    chromium.find_element(By.CSS_SELECTOR, '[data-test="login-button"]').click()
-    wait_for(chromium, lambda d: "/login" not in d.current_url, "the admin is logged in")
+    log_in(chromium, superset_url, superset.ADMIN_USERNAME, keys.admin_password)
     chromium.get(superset_url + superset.DASHBOARD_PATH)
 
     def settled(driver) -> list[dict] | None:
@@ -100,6 +96,38 @@ def dashboard(superset_url: str, keys: superset.Secrets, chromium):  # noqa: F81
     states = wait_for(chromium, settled, "every chart finished loading", timeout=180)
     save_screenshot(chromium, SCREENSHOT)
     return states
+
+
+def log_in(driver, base_url: str, username: str, password: str) -> None:
+    """Sign in through Superset's login page, as a person would.
+
+    The page is a React app that can render its form again while it loads, dropping what was
+    typed before, so each field is typed into until it still holds its value a moment later.
+    """
+    fields = {"username": username, "password": password}
+
+    def filled(d) -> bool:
+        for field_id, value in fields.items():
+            found = d.find_elements(By.ID, field_id)
+            if not found:
+                return False
+            if found[0].get_attribute("value") != value:
+                found[0].send_keys(Keys.CONTROL, "a")
+                found[0].send_keys(value)
+                return False  # looked at again on the next poll
+        return True
+
+    driver.get(f"{base_url}/login/")
+    wait_for(driver, filled, "the login form holds the admin's credentials")
+    driver.find_element(By.CSS_SELECTOR, '[data-test="login-button"]').click()
+
+    def outcome(d) -> str | None:
+        if "/login" not in d.current_url:
+            return "signed in"
+        alerts = [a.text for a in d.find_elements(By.CSS_SELECTOR, '[role="alert"]') if a.text]
+        return f"refused: {alerts}" if alerts else None
+
+    assert wait_for(driver, outcome, "the admin is signed in or refused") == "signed in"
 
 
 def test_every_chart_on_the_dashboard_draws_its_data(dashboard):
