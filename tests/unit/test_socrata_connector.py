@@ -105,5 +105,9 @@ def test_missing_dataset_reports_the_code_field(source):
 def test_retries_are_bounded(source, simulator):
     simulator.faults.extend([(503, {}, b"busy")] * 10)
     client = no_sleep_client(source.name, max_attempts=3)
-    with pytest.raises(SourceError, match="gave up after 3 attempt"):
-        list(connector_for(source, client).pages(EVENTS))
+    try:
+        with pytest.raises(SourceError, match="gave up after 3 attempt"):
+            list(connector_for(source, client).pages(EVENTS))
+    finally:
+        # The simulator is the session's: unused faults would fail the next test's requests.
+        simulator.faults.clear()
