@@ -31,24 +31,34 @@
     `source_lookback_hours`): a load committed late, behind a later one, is still picked up. -#}
 {% macro changed_since_last_build(source_name) -%}
     {%- if is_incremental() and not flags.FULL_REFRESH -%}
-        {%- set lookback_hours = var('source_lookback_hours', {}).get(source_name, 0) -%}
-        {%- set marks = none -%}
-        {%- if execute -%}
-            {%- set marks = run_query(
-                "select max(_extracted_at)::text, max(_source_updated_at)::text from " ~ this
-            ).rows[0] -%}
-        {%- endif -%}
-        {%- if marks and marks[0] -%}
+    {{ rows_to_derive(this, source_name) or 'true' }}
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The predicate behind `changed_since_last_build`: the staging (or raw) rows the next build of
+    `versions` (an existing relation) derives, from the marks its earlier builds left; none when
+    it holds no version yet, as then the next build derives every row. The data tests of the
+    source and staging check these rows on a daily build (macros/build_scope.sql). -#}
+{% macro rows_to_derive(versions, source_name) -%}
+    {%- if not execute -%}
+        {%- do return(none) -%}
+    {%- endif -%}
+    {%- set lookback_hours = var('source_lookback_hours', {}).get(source_name, 0) -%}
+    {%- set marks = run_query(
+        "select max(_extracted_at)::text, max(_source_updated_at)::text from " ~ versions
+    ).rows[0] -%}
+    {%- if not marks[0] -%}
+        {%- do return(none) -%}
+    {%- endif -%}
+    {%- set predicate -%}
     (extracted_at > '{{ marks[0] }}'::timestamptz
         {%- if marks[1] %}
         or source_updated_at >= '{{ marks[1] }}'::timestamptz - interval '{{ lookback_hours }} hours'
         {%- endif %})
-        {%- else -%}
-    true
-        {%- endif -%}
-    {%- else -%}
-    true
-    {%- endif -%}
+    {%- endset -%}
+    {%- do return(predicate) -%}
 {%- endmacro %}
 
 {#- A candidate version is appended only when it differs from the record's current version (a
@@ -66,22 +76,56 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Indexes on the raw table that make `changed_since_last_build` read only the changed rows. -#}
-{% macro index_raw_for_increments(source_relation) -%}
+{#- Indexes on the raw table that make `changed_since_last_build` read only the changed rows, and
+    the daily tests of the staging view (macros/build_scope.sql) read the rows of the changed keys
+    (`key_field`, the record's business key field, as staging reads it). -#}
+{% macro index_raw_for_increments(source_relation, key_field) -%}
     create index if not exists {{ source_relation.identifier }}_extracted_at_idx
         on {{ source_relation }} (extracted_at);
     create index if not exists {{ source_relation.identifier }}_source_updated_at_idx
         on {{ source_relation }} (source_updated_at);
     create index if not exists {{ source_relation.identifier }}_deleted_idx
-        on {{ source_relation }} (record_key) where deleted_at is not null
+        on {{ source_relation }} (record_key) where deleted_at is not null;
+    create index if not exists {{ source_relation.identifier }}_{{ key_field }}_idx
+        on {{ source_relation }} ((record ->> '{{ key_field }}'));
+    {{ analyze_when_stale(source_relation) }}
+{%- endmacro %}
+
+{#- ANALYZE a table whose statistics miss more than a tenth of its rows (autovacuum's default
+    rule), counting this transaction's own changes (a hook runs inside the model's transaction,
+    whose changes the statistics views do not show yet). Without statistics after a bulk load or a
+    first build (autovacuum off, or not there yet) the planner reads five years of rows to find one
+    day's; a daily increment changes far less than a tenth: no ANALYZE of millions of rows a day. -#}
+{% macro analyze_when_stale(relation) -%}
+    do $analyze$
+    begin
+        if exists (
+            select from pg_stat_user_tables as since_analyze
+            inner join pg_stat_xact_user_tables as this_transaction using (relid)
+            where relid = '{{ relation.include(database=false) }}'::regclass
+                and since_analyze.n_mod_since_analyze + this_transaction.n_tup_ins
+                    + this_transaction.n_tup_upd + this_transaction.n_tup_del
+                    > 50 + 0.1 * (since_analyze.n_live_tup + this_transaction.n_tup_ins)
+        ) then
+            analyze {{ relation.include(database=false) }};
+        end if;
+    end
+    $analyze$
 {%- endmacro %}
 
 {#- After appending this build's versions: close the versions they replace, close the records the
     source deleted (raw `deleted_at`), and drop versions closed longer ago than
     `fact_version_retention_days` (default 35; `restore` needs the versions of `open_previous`). -#}
-{% macro close_replaced_versions(key, source_relation) -%}
+{% macro close_replaced_versions(key, source_relation, published_by=none) -%}
     create index if not exists {{ this.identifier }}_current_idx
         on {{ this }} ({{ key }}) where _valid_to is null;
+    -- a daily build's tests read the mart's rows of the calls it changed or published by these
+    -- (macros/build_scope.sql)
+    create index if not exists {{ this.identifier }}_key_idx on {{ this }} ({{ key }});
+    {%- if published_by %}
+    create index if not exists {{ this.identifier }}_{{ published_by }}_idx
+        on {{ this }} ({{ published_by }});
+    {%- endif %}
     create index if not exists {{ this.identifier }}_valid_from_idx on {{ this }} (_valid_from);
     create index if not exists {{ this.identifier }}_extracted_at_idx on {{ this }} (_extracted_at);
     create index if not exists {{ this.identifier }}_source_updated_at_idx
@@ -105,5 +149,5 @@
         and {{ key }} in (select record_key from {{ source_relation }} where deleted_at is not null);
     delete from {{ this }}
     where _valid_to < {{ build_version() }} - interval '{{ var("fact_version_retention_days", 35) }} days';
-    analyze {{ this }}
+    {{ analyze_when_stale(this) }}
 {%- endmacro %}

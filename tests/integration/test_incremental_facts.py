@@ -154,3 +154,66 @@ def test_a_call_deleted_at_the_source_leaves_the_mart(clean_warehouse, simulator
     incremental = fingerprint(url)
     build(full_refresh=True)
     assert fingerprint(url) == incremental
+
+
+def test_a_daily_build_tests_the_rows_it_changed_and_still_catches_errors(
+    clean_warehouse, simulator
+):
+    """A daily build's data tests read the rows it changed, not every call: a bad value that an
+    increment brings, and a new row that repeats a call's key, still fail; a full refresh tests
+    every row."""
+    url = clean_warehouse
+    source = get_source("calls_for_service")
+    days = [datetime(2026, 6, d, tzinfo=source.tz) for d in range(1, 4)]
+    pipeline.extract(source.name, pipeline.query_for_run(source, days[0], days[1]))
+    build()
+
+    # An increment brings a priority outside 1..5: the staging test of the rows to derive fails,
+    # and the calls are not derived until the source corrects it.
+    pipeline.extract(source.name, pipeline.query_for_run(source, days[1], days[2]))
+    call = "CFS-20260601-0003"
+    record = raw_call(url, call)
+    load_new_versions(url, [changed(record, days[1] + timedelta(hours=20), priority="9")])
+    with pytest.raises(transform.DbtError, match="accepted_values_stg_cad__calls_for_service_prio"):
+        build()
+    corrected = int(record["priority"]) % 5 + 1  # not the first version's: a new version
+    load_new_versions(
+        url, [changed(record, days[1] + timedelta(hours=21), priority=str(corrected))]
+    )
+    build()
+    assert mart_row(url, call) == (record["disposition_code"], corrected)
+
+    # The build appended a new version of the call; its replaced version, reopened, repeats the
+    # key of a row older than this build: the mart's uniqueness test, scoped to the keys the build
+    # changed, reads every row of those keys and fails.
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            f"update {VERSIONS} set _valid_to = null where event_number = %s"
+            " and _valid_to is not null",
+            [call],
+        )
+    with pytest.raises(transform.DbtError, match="unique_fct_calls_for_service_event_number"):
+        transform.run_dbt(
+            ["test", "--select", CALLS], extra_vars={"publish_as_of": AS_OF.isoformat()}
+        )
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            f"update {VERSIONS} set _valid_to = _valid_from + interval '1 second'"
+            f" where event_number = %s and _valid_from < (select max(_valid_from) from {VERSIONS})",
+            [call],
+        )
+
+    # A row changed in place, behind the loader's back (no new load time, no recent change
+    # time), is no row a daily build changes: only a full refresh, which tests every row, sees it.
+    with psycopg.connect(url) as conn:
+        old_call = conn.execute(
+            "select record_key from raw.calls_for_service order by source_updated_at limit 1"
+        ).fetchone()[0]
+        conn.execute(
+            "update raw.calls_for_service set record = record || %s::jsonb where record_key = %s",
+            ['{"priority": "7"}', old_call],
+        )
+    pipeline.extract(source.name, pipeline.query_for_run(source, days[2], days[2] + timedelta(1)))
+    build()
+    with pytest.raises(transform.DbtError, match="accepted_values_stg_cad__calls_for_service_prio"):
+        build(full_refresh=True)

@@ -4,8 +4,10 @@
         incremental_strategy='append',
         schema='internal',
         full_refresh=false,
-        pre_hook="{{ index_raw_for_increments(source('cad', 'calls_for_service')) }}",
-        post_hook="{{ close_replaced_versions('event_number', source('cad', 'calls_for_service')) }}",
+        pre_hook="{{ index_raw_for_increments(source('cad', 'calls_for_service'), 'event_number') }}",
+        post_hook="{{ close_replaced_versions(
+            'event_number', source('cad', 'calls_for_service'), published_by='received_at_utc'
+        ) }}",
     )
 }}
 
