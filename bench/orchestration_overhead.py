@@ -73,8 +73,8 @@ def gate_publish_docs() -> float:
     return time.perf_counter() - started
 
 
-def transform_dag(as_of: datetime) -> tuple[float, float]:
-    """The DAG's dbt span and its whole wall time, in seconds."""
+def transform_dag(as_of: datetime) -> tuple[float, float, float]:
+    """The DAG's dbt span, its build span (up to the producer's end) and its wall time, in seconds."""
     from airflow.dag_processing.dagbag import DagBag
 
     from civic_warehouse import airflow_glue
@@ -90,8 +90,10 @@ def transform_dag(as_of: datetime) -> tuple[float, float]:
         for ti in run.get_task_instances()
         if ti.task_id == "prepare_warehouse" or ti.task_id.startswith("dbt_build.")
     ]
-    span = max(ti.end_date for ti in dbt_part) - min(ti.start_date for ti in dbt_part)
-    return span.total_seconds(), wall
+    started_at = min(ti.start_date for ti in dbt_part)
+    span = max(ti.end_date for ti in dbt_part) - started_at
+    producer = next(ti for ti in dbt_part if ti.task_id.endswith(".dbt_producer_watcher"))
+    return span.total_seconds(), (producer.end_date - started_at).total_seconds(), wall
 
 
 def main() -> int:
@@ -127,8 +129,12 @@ def main() -> int:
         print(
             f"bare dbt build {peer_dbt:.1f}s, gate+publish+docs {peer_rest:.1f}s", file=sys.stderr
         )
-        ours_dbt, ours_wall = transform_dag(as_of)
-        print(f"transform DAG: dbt part {ours_dbt:.1f}s, whole {ours_wall:.1f}s", file=sys.stderr)
+        ours_dbt, ours_build, ours_wall = transform_dag(as_of)
+        print(
+            f"transform DAG: dbt part {ours_dbt:.1f}s (build {ours_build:.1f}s, then the model "
+            f"tasks {ours_dbt - ours_build:.1f}s), whole {ours_wall:.1f}s",
+            file=sys.stderr,
+        )
     finally:
         if not args.keep_database:
             warehouse.drop_database(url)
@@ -137,6 +143,10 @@ def main() -> int:
     print(
         f"BENCH orchestration_overhead ours={ours_dbt:.1f}s dbt_build={peer_dbt:.1f}s "
         f"ratio={ratio:.3f}"
+    )
+    print(
+        f"BENCH orchestration_overhead_build ours={ours_build:.1f}s dbt_build={peer_dbt:.1f}s "
+        f"ratio={ours_build / peer_dbt:.3f}"
     )
     print(
         f"BENCH transform_dag_wall ours={ours_wall:.1f}s "

@@ -36,6 +36,16 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".airflow"))
 
 
+# Cosmos settings for the transform DAG: no usage telemetry (an HTTP call to Astronomer after every
+# task), and the watcher producer keeps dbt's node statuses in memory instead of rewriting an Airflow
+# Variable with all of them after each node (a failed build still saves them for its retry; a
+# killed one leaves the model tasks to rerun their own models).
+COSMOS_AIRFLOW_CONFIG = {
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
+}
+
+
 def airflow_environ() -> dict[str, str]:
     """Environment that points Airflow at this project's DAGs and plugins."""
     return {
@@ -45,6 +55,7 @@ def airflow_environ() -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "UTC",
+        **COSMOS_AIRFLOW_CONFIG,
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p
         ),

@@ -112,6 +112,29 @@ def test_the_transform_dag_has_a_task_per_dbt_model_then_gate_publish_docs(dagba
     assert dag.get_task("audit").retries == 0  # a failed gate is a verdict, not a glitch
 
 
+def test_the_dbt_producer_stores_no_progress_events_and_cosmos_sends_no_telemetry(dagbag, caplog):
+    import json
+    import logging
+
+    from cosmos import settings as cosmos_settings
+
+    producer = dagbag.dags[airflow_glue.TRANSFORM_DAG_ID].get_task("dbt_build.dbt_producer_watcher")
+    parse = producer._make_parse_callable()
+
+    def event(name: str) -> str:
+        node = {"unique_id": "model.civic_warehouse.stg_x", "node_status": "started"}
+        info = {"name": name, "level": "info", "msg": f"{name} of stg_x"}
+        return json.dumps({"info": info, "data": {"node_info": node}})
+
+    with caplog.at_level(logging.INFO, logger="cosmos"):
+        for name in ("NodeStart", "NodeCompiling", "NodeExecuting", "LogStartLine"):
+            parse(event(name), {"context": None})
+    # Only the event that is not a node's progress reaches Cosmos' parser (which logs it).
+    assert [r.getMessage().split("  ")[-1] for r in caplog.records] == ["LogStartLine of stg_x"]
+    assert not cosmos_settings.enable_telemetry
+    assert not cosmos_settings.enable_watcher_reliable_retry
+
+
 def test_a_missing_dbt_manifest_is_an_import_error_that_says_how_to_make_it(tmp_path, monkeypatch):
     monkeypatch.setattr(airflow_glue, "DBT_MANIFEST_DIR", tmp_path / "nowhere")
 
