@@ -99,7 +99,8 @@ def transform_candidate(
 ) -> dict[str, Any]:
     """Build staging and marts into ``candidate``; ``as_of`` anchors the publication delay."""
     # The stewardship reports describe the gate's results, so they are built after it (see docs).
-    args = ["build", "--exclude", "tag:stewardship"] + (["--full-refresh"] if full_refresh else [])
+    args = ["build", "--exclude", "tag:stewardship", *transform.PIPELINE_BUILD_FLAGS]
+    args += ["--full-refresh"] if full_refresh else []
     extra = {"publish_as_of": as_of.isoformat()} if as_of else None
     result = transform.run_dbt(args, url, extra_vars=extra)
     return {"nodes": len(result.results), "failures": len(result.failures())}
@@ -114,7 +115,9 @@ def publish(url: str | None = None) -> list[dict[str, Any]]:
 
 
 def docs(url: str | None = None) -> dict[str, str]:
-    transform.run_dbt(["build", "--select", "tag:stewardship"], url)
+    transform.run_dbt(
+        ["build", "--select", "tag:stewardship", *transform.PIPELINE_BUILD_FLAGS], url
+    )
     transform.run_dbt(["docs", "generate"], url)
     return {
         "site": str(docs_site.build()),

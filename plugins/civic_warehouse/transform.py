@@ -17,6 +17,11 @@ from civic_warehouse import catalog, loader, quality, settings, warehouse
 
 log = logging.getLogger(__name__)
 
+# The pipeline's builds (the transform DAG, `demo`, the benchmarks) leave out dbt's unit tests, as
+# dbt Labs recommends for production: their inputs are fixed in the project, so they prove the same
+# thing every day; `make test` runs them all (tests/integration/test_dbt_unit_tests.py).
+PIPELINE_BUILD_FLAGS = ("--exclude-resource-type", "unit_test")
+
 
 class DbtError(RuntimeError):
     """A dbt command failed; the message lists the failing nodes and their messages."""
@@ -63,6 +68,12 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def dbt_command() -> list[str]:
+    """How the pipeline starts a dbt process: dbt's command line in this interpreter, with the
+    garbage collector set for dbt's large, short-lived object graph (see dbt_command.py)."""
+    return [sys.executable, "-m", "civic_warehouse.dbt_command"]
+
+
 def ensure_dbt_sources(url: str | None = None) -> None:
     """Create the tables the project writes outside dbt, which dbt models read as sources.
 
@@ -88,7 +99,7 @@ def run_dbt(
     ensure_dbt_sources(url)
     args, given = _split_vars(args)
     merged = dbt_vars() | (extra_vars or {}) | given
-    command = [dbt_executable(), *args, "--vars", json.dumps(merged, default=str)]
+    command = [*dbt_command(), *args, "--vars", json.dumps(merged, default=str)]
     log.info("running %s", " ".join(command))
     completed = subprocess.run(
         command,

@@ -1,0 +1,36 @@
+"""The pipeline's dbt processes: dbt's command line, its exit status, the collector set back."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+
+from civic_warehouse import dbt_command, settings, transform
+
+
+def test_the_collector_is_set_for_dbt_and_set_back():
+    before = gc.get_threshold()
+
+    with dbt_command.collector_for_dbt():
+        inside, frozen = gc.get_threshold(), gc.get_freeze_count()
+
+    assert inside == dbt_command.GC_THRESHOLDS
+    assert frozen > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_dbt_process_exits_with_dbts_status():
+    ran = subprocess.run(
+        [*transform.dbt_command(), "--version"], capture_output=True, text=True, check=False
+    )
+    refused = subprocess.run(
+        [*transform.dbt_command(), "no-such-command"],
+        cwd=settings.DBT_PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert ran.returncode == 0 and "installed:" in ran.stdout
+    assert refused.returncode == 2 and "no-such-command" in refused.stderr
