@@ -3,8 +3,9 @@
 One run, one database, the same data: every source is extracted from the city simulator for a
 window (not timed), then
 
-* ``dbt_build``: ``dbt build --exclude tag:stewardship --full-refresh`` with the variables the
-  pipeline passes (``transform.run_dbt``), and
+* ``dbt_build``: the pipeline's build outside Airflow (``pipeline.transform_candidate``: ``dbt build
+  --exclude tag:stewardship --exclude-resource-type unit_test --full-refresh`` with its variables),
+  and
 * ``ours``: the ``transform_marts`` DAG run through Airflow in this process (``dag.test``) with
   ``full_refresh`` and the same ``as_of``: Cosmos' watcher mode runs one ``dbt build`` and a task per
   model and per model's tests follows it.
@@ -53,13 +54,10 @@ def load_sources(start: str, end: str) -> None:
 
 
 def bare_dbt_build(as_of: datetime) -> float:
-    from civic_warehouse import transform
+    from civic_warehouse import pipeline
 
     started = time.perf_counter()
-    transform.run_dbt(
-        ["build", "--exclude", "tag:stewardship", "--full-refresh"],
-        extra_vars={"publish_as_of": as_of.isoformat()},
-    )
+    pipeline.transform_candidate(full_refresh=True, as_of=as_of)
     return time.perf_counter() - started
 
 

@@ -7,8 +7,6 @@ and Cosmos are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import subprocess
@@ -17,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from civic_warehouse import settings
+from civic_warehouse import cosmos_watcher, settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -225,7 +223,7 @@ def write_dbt_manifest() -> Path:
     # Parse into a directory of its own, then swap the file in: a DAG processor reading the
     # manifest meanwhile sees the old one or the new one, never half of one.
     with tempfile.TemporaryDirectory(dir=DBT_MANIFEST_DIR) as target:
-        command = [transform.dbt_executable(), "parse", "--target-path", target]
+        command = [*transform.dbt_command(), "parse", "--target-path", target]
         completed = subprocess.run(
             command, cwd=settings.DBT_PROJECT_DIR, env=env, capture_output=True, text=True
         )
@@ -280,6 +278,12 @@ def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[st
     env = {
         name: f"{{{{ warehouse_setting('{name}') }}}}"
         for name in ("CW_DB_HOST", "CW_DB_PORT", "CW_DB_USER", "CW_DB_PASSWORD", "CW_DB_NAME")
+    } | {
+        # Cosmos runs dbt in a temporary copy of the project and deletes it afterwards, debug log
+        # file included; dbt's threads, in the task's process, queued on that file's lock for
+        # every debug line. dbt's messages still reach the task log.
+        "DBT_LOG_LEVEL_FILE": "none",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
     }
     group = DbtTaskGroup(
         group_id=group_id,
@@ -307,6 +311,8 @@ def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[st
             dbt_executable_path=transform.dbt_executable(),
         ),
         operator_args={
+            # the same build as the pipeline's outside Airflow: dbt's unit tests left out
+            "dbt_cmd_flags": list(transform.PIPELINE_BUILD_FLAGS),
             "env": env,
             "vars": dbt_vars,
             "install_deps": False,
@@ -314,8 +320,9 @@ def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[st
         },
     )
     producer = group.children[f"{group_id}.dbt_producer_watcher"]
-    # Cosmos has no setting for the producer's class; this subclass adds no state, only a filter.
-    producer.__class__ = _quiet_producer_class()
+    # Cosmos has no setting for its watcher classes: the producer and the model tasks are given
+    # subclasses that change what they store and read, not what they run (cosmos_watcher.py).
+    producer.__class__ = cosmos_watcher.quiet_producer_class()
     # In a task group Cosmos starts the model tasks alongside the `dbt build` they watch. Starting
     # them once it has finished (whatever its outcome: a failed model's task then retries that model
     # alone) keeps them from holding worker slots while dbt runs, and lets `dag.test` run the group.
@@ -323,39 +330,9 @@ def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[st
         if root is not producer:
             producer >> root
             root.trigger_rule = "all_done"
+    for task in group.children.values():
+        cosmos_watcher.make_consumers_lean(task, producer.task_id)
     return group
-
-
-# dbt's per-node progress events before a node finishes. Cosmos' watcher producer stores each one
-# in an XCom (a round trip to the Airflow API, serialized behind one lock that dbt's threads wait
-# on) though only the node's final event is ever read; they are dbt debug messages, not logged.
-_NODE_PROGRESS_EVENTS = frozenset({"NodeStart", "NodeCompiling", "NodeExecuting"})
-
-
-@functools.cache
-def _quiet_producer_class() -> type:
-    """Cosmos' watcher producer, minus an XCom per dbt progress event nobody reads.
-
-    With ~330 nodes (models, seeds, tests) dbt fires ~1,000 such events; storing them made the
-    producer's `dbt build` three to four times slower than the same build run bare.
-    """
-    from cosmos.operators.watcher import DbtProducerWatcherOperator
-
-    class DbtProducerWatcherOperatorQuiet(DbtProducerWatcherOperator):
-        def _make_parse_callable(self):
-            parse = super()._make_parse_callable()
-
-            def parse_unless_progress(line: str, extra_kwargs: Any) -> None:
-                try:
-                    name = json.loads(line).get("info", {}).get("name")
-                except (ValueError, AttributeError):
-                    name = None
-                if name not in _NODE_PROGRESS_EVENTS:
-                    parse(line, extra_kwargs)
-
-            return parse_unless_progress
-
-    return DbtProducerWatcherOperatorQuiet
 
 
 def dbt_template_macros() -> dict[str, Any]:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from civic_warehouse import airflow_glue, settings
+from civic_warehouse import airflow_glue, cosmos_watcher, settings
 from civic_warehouse.catalog import load_catalog
 
 
@@ -133,6 +133,80 @@ def test_the_dbt_producer_stores_no_progress_events_and_cosmos_sends_no_telemetr
     assert [r.getMessage().split("  ")[-1] for r in caplog.records] == ["LogStartLine of stg_x"]
     assert not cosmos_settings.enable_telemetry
     assert not cosmos_settings.enable_watcher_reliable_retry
+
+
+class _RecordingTaskInstance:
+    """The producer's and a model task's XComs, kept in memory (no Airflow API in this test)."""
+
+    try_number = 1
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+    def xcom_pull(self, task_ids=None, key: str = "return_value", **_) -> object:
+        return self.pushed.get(key)
+
+
+def test_the_dbt_producer_stores_what_the_model_tasks_read_once_dbt_is_done(
+    dagbag, tmp_path, monkeypatch
+):
+    import json
+
+    from airflow.exceptions import AirflowException
+    from cosmos.operators._watcher import base as cosmos_watcher_base
+
+    producer_state_asked = []
+    monkeypatch.setattr(
+        cosmos_watcher_base,
+        "build_producer_state_fetcher",
+        lambda **_: lambda: producer_state_asked.append(1),
+    )
+
+    dag = dagbag.dags[airflow_glue.TRANSFORM_DAG_ID]
+    producer = dag.get_task("dbt_build.dbt_producer_watcher")
+    model, tests = next(
+        (m, t) for m, t in producer.tests_per_model.items() if t and m.startswith("model.")
+    )
+    model_task = next(
+        t for t in dag.tasks if t.task_id.endswith(".run") and t.model_unique_id == model
+    )
+    tests_task = next(
+        t for t in dag.tasks if t.task_id.endswith(".test") and t.model_unique_id == model
+    )
+
+    def finished(unique_id: str, resource_type: str, status: str) -> str:
+        node = {"unique_id": unique_id, "node_status": status, "resource_type": resource_type}
+        info = {"name": "NodeFinished", "level": "debug", "msg": f"{unique_id} {status}"}
+        return json.dumps({"info": info, "data": {"node_info": node}})
+
+    ti = _RecordingTaskInstance()
+    producer._held_xcoms = held = cosmos_watcher.HeldXComs(
+        ti, cosmos_watcher.watched_xcom_keys(producer)
+    )
+    try:
+        parse = producer._make_parse_callable()
+        extra = {"context": {"ti": ti, "task_instance": ti}, "project_dir": str(tmp_path)}
+        parse(finished(model, "model", "error"), extra)
+        for test in tests:
+            parse(finished(test, "test", "pass"), extra)
+        assert ti.pushed == {}  # nothing while dbt runs: its threads never wait on the API
+        held.flush()
+    finally:
+        producer._held_xcoms = None
+
+    key = model.replace(".", "__")
+    assert set(ti.pushed) == {f"{key}_status", f"{key}_dbt_event", f"{key}_tests_status"}
+    assert ti.pushed[f"{key}_status"]["status"] == "error"
+    context = {"ti": ti, "task_instance": ti, "run_id": "r"}
+    # The failed model fails its own task and its tests' task passes, on a first try without
+    # asking for the producer's state (a retry asks, and reruns the model, as in Cosmos).
+    with pytest.raises(AirflowException, match="error"):
+        model_task.poke(context)
+    assert tests_task.poke(context) is True
+    assert producer_state_asked == []
 
 
 def test_a_missing_dbt_manifest_is_an_import_error_that_says_how_to_make_it(tmp_path, monkeypatch):
