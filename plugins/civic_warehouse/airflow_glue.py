@@ -217,7 +217,7 @@ def write_dbt_manifest() -> Path:
     env = placeholders | {
         **os.environ,
         "DBT_PROFILES_DIR": str(settings.DBT_PROJECT_DIR),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        **transform.DBT_TELEMETRY_OFF,
     }
     env.pop("DBT_TARGET_PATH", None)
     # Parse into a directory of its own, then swap the file in: a DAG processor reading the
@@ -283,7 +283,7 @@ def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[st
         # file included; dbt's threads, in the task's process, queued on that file's lock for
         # every debug line. dbt's messages still reach the task log.
         "DBT_LOG_LEVEL_FILE": "none",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        **transform.DBT_TELEMETRY_OFF,
     }
     group = DbtTaskGroup(
         group_id=group_id,

@@ -56,7 +56,7 @@ class HeldXComs:
         self._ti = ti
         self._watched_keys = watched_keys
         self._values: dict[str, Any] = {}
-        self._context_ids: dict[int, dict[str, Any]] = {}
+        self._parser_kwargs: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ti, name)
@@ -79,12 +79,12 @@ class HeldXComs:
         )
 
     def parser_kwargs(self, extra_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The parser's arguments with this object as the context's task instance."""
-        held = self._context_ids.get(id(extra_kwargs))
-        if held is None:
+        """The parser's arguments with this object as the context's task instance (Cosmos passes
+        the same arguments with every line of one dbt run: they are rebuilt once per run)."""
+        if self._parser_kwargs is None or self._parser_kwargs[0] is not extra_kwargs:
             context = {**extra_kwargs["context"], "ti": self, "task_instance": self}
-            held = self._context_ids[id(extra_kwargs)] = {**extra_kwargs, "context": context}
-        return held
+            self._parser_kwargs = (extra_kwargs, {**extra_kwargs, "context": context})
+        return self._parser_kwargs[1]
 
     def flush(self) -> None:
         from cosmos.operators._watcher import safe_xcom_push

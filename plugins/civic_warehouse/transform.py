@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # dbt Labs recommends for production: their inputs are fixed in the project, so they prove the same
 # thing every day; `make test` runs them all (tests/integration/test_dbt_unit_tests.py).
 PIPELINE_BUILD_FLAGS = ("--exclude-resource-type", "unit_test")
+# Every dbt the pipeline runs, in a process of its own or in an Airflow task, sends dbt Labs nothing.
+DBT_TELEMETRY_OFF = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
 
 
 class DbtError(RuntimeError):
@@ -58,7 +60,7 @@ def dbt_environ(url: str | None = None) -> dict[str, str]:
         **warehouse.dbt_environ(url),
         "DBT_PROFILES_DIR": str(settings.DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(settings.DBT_PROJECT_DIR),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        **DBT_TELEMETRY_OFF,
     }
 
 
