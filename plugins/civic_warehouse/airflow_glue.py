@@ -279,10 +279,9 @@ def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[st
         name: f"{{{{ warehouse_setting('{name}') }}}}"
         for name in ("CW_DB_HOST", "CW_DB_PORT", "CW_DB_USER", "CW_DB_PASSWORD", "CW_DB_NAME")
     } | {
-        # Cosmos runs dbt in a temporary copy of the project and deletes it afterwards, debug log
-        # file included; dbt's threads, in the task's process, queued on that file's lock for
-        # every debug line. dbt's messages still reach the task log.
-        "DBT_LOG_LEVEL_FILE": "none",
+        # Cosmos runs dbt in a temporary copy of the project and deletes it afterwards, log file
+        # included: off whatever the environment says.
+        **transform.DBT_LOG_FILE_OFF,
         **transform.DBT_TELEMETRY_OFF,
     }
     group = DbtTaskGroup(

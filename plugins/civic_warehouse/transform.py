@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 PIPELINE_BUILD_FLAGS = ("--exclude-resource-type", "unit_test")
 # Every dbt the pipeline runs, in a process of its own or in an Airflow task, sends dbt Labs nothing.
 DBT_TELEMETRY_OFF = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+# dbt's own log file (logs/dbt.log, debug level) is off for the pipeline's dbt: dbt's threads queue
+# on that file's lock for each of its thousands of debug lines (a daily build measured 0.5-1 s
+# faster without). dbt's messages still reach the run's log; DBT_LOG_LEVEL_FILE set in the
+# environment (debug, say) turns the file back on for run_dbt.
+DBT_LOG_FILE_OFF = {"DBT_LOG_LEVEL_FILE": "none"}
 
 
 class DbtError(RuntimeError):
@@ -56,6 +61,7 @@ def dbt_vars() -> dict:
 
 def dbt_environ(url: str | None = None) -> dict[str, str]:
     return {
+        **DBT_LOG_FILE_OFF,
         **os.environ,
         **warehouse.dbt_environ(url),
         "DBT_PROFILES_DIR": str(settings.DBT_PROJECT_DIR),

@@ -34,3 +34,25 @@ def test_a_dbt_process_exits_with_dbts_status():
 
     assert ran.returncode == 0 and "installed:" in ran.stdout
     assert refused.returncode == 2 and "no-such-command" in refused.stderr
+
+
+def _dbt_deps_log_files(log_dir) -> list[str]:
+    """The files a dbt command (``deps``: no warehouse needed) leaves in its log directory, run as
+    the pipeline runs dbt."""
+    environ = transform.dbt_environ("postgresql://nobody@127.0.0.1:5432/nothing")
+    subprocess.run(
+        [*transform.dbt_command(), "deps"],
+        cwd=settings.DBT_PROJECT_DIR,
+        env=environ | {"DBT_LOG_PATH": str(log_dir)},
+        capture_output=True,
+        check=True,
+    )
+    return sorted(path.name for path in log_dir.iterdir()) if log_dir.exists() else []
+
+
+def test_dbts_log_file_is_off_unless_the_environment_asks_for_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("DBT_LOG_LEVEL_FILE", raising=False)
+    assert _dbt_deps_log_files(tmp_path / "default") == []
+
+    monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
+    assert _dbt_deps_log_files(tmp_path / "asked") == ["dbt.log"]
