@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import subprocess
 
 from civic_warehouse import dbt_command, settings, transform
@@ -36,23 +37,27 @@ def test_a_dbt_process_exits_with_dbts_status():
     assert refused.returncode == 2 and "no-such-command" in refused.stderr
 
 
-def _dbt_deps_log_files(log_dir) -> list[str]:
+def _dbt_deps_log_files(tmp_path, name: str) -> list[str]:
     """The files a dbt command (``deps``: no warehouse needed) leaves in its log directory, run as
-    the pipeline runs dbt."""
+    the pipeline runs dbt, in a copy of the project (``deps`` makes a packages folder there)."""
+    project = tmp_path / name
+    project.mkdir()
+    shutil.copy(settings.DBT_PROJECT_DIR / "dbt_project.yml", project)
     environ = transform.dbt_environ("postgresql://nobody@127.0.0.1:5432/nothing")
     subprocess.run(
         [*transform.dbt_command(), "deps"],
-        cwd=settings.DBT_PROJECT_DIR,
-        env=environ | {"DBT_LOG_PATH": str(log_dir)},
+        cwd=project,
+        env=environ | {"DBT_PROJECT_DIR": str(project), "DBT_LOG_PATH": str(project / "logs")},
         capture_output=True,
         check=True,
     )
-    return sorted(path.name for path in log_dir.iterdir()) if log_dir.exists() else []
+    logs = project / "logs"
+    return sorted(path.name for path in logs.iterdir()) if logs.exists() else []
 
 
 def test_dbts_log_file_is_off_unless_the_environment_asks_for_it(tmp_path, monkeypatch):
     monkeypatch.delenv("DBT_LOG_LEVEL_FILE", raising=False)
-    assert _dbt_deps_log_files(tmp_path / "default") == []
+    assert _dbt_deps_log_files(tmp_path, "default") == []
 
     monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
-    assert _dbt_deps_log_files(tmp_path / "asked") == ["dbt.log"]
+    assert _dbt_deps_log_files(tmp_path, "asked") == ["dbt.log"]
