@@ -177,6 +177,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args(argv)
+    if args.daily_runs < 1:
+        parser.error("--daily-runs: at least one daily build")
     args.scale = args.scale or (QUICK_SCALE if args.quick else DEFAULT_SCALE)
     years_of_days = (LAST_DAY - LAST_DAY.replace(year=LAST_DAY.year - YEARS)).days
     args.days = args.days or (QUICK_DAYS if args.quick else years_of_days)
