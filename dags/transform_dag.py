@@ -62,8 +62,8 @@ def transform_marts() -> None:
 
     dbt_build = airflow_glue.dbt_task_group(
         group_id="dbt_build",
-        dbt_vars=transform.dbt_vars()
-        | {"publish_as_of": "{{ ti.xcom_pull(task_ids='prepare_warehouse') }}"},
+        dbt_vars=transform.dbt_vars(),
+        dbt_env={transform.PUBLISH_AS_OF_ENV: "{{ ti.xcom_pull(task_ids='prepare_warehouse') }}"},
         # The stewardship reports describe the gate's results, so they are built after it (docs).
         exclude=["tag:stewardship"],
     )

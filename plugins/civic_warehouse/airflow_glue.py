@@ -262,8 +262,15 @@ def warehouse_setting(name: str) -> str:
     return warehouse.dbt_environ()[name]
 
 
-def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[str] = ()):
+def dbt_task_group(
+    group_id: str,
+    dbt_vars: dict[str, Any],
+    dbt_env: dict[str, str] | None = None,
+    exclude: Iterable[str] = (),
+):
     """The dbt project as a Cosmos task group: one task per model (with its tests after it).
+
+    ``dbt_vars`` and ``dbt_env`` (environment variables for dbt) may hold Airflow templates.
 
     Watcher mode runs one ``dbt build`` (dbt's own threads, in this process through dbtRunner) and
     the per-model tasks follow its progress, so the UI shows every model while the run costs about
@@ -283,6 +290,7 @@ def dbt_task_group(group_id: str, dbt_vars: dict[str, Any], exclude: Iterable[st
         # included: off whatever the environment says.
         **transform.DBT_LOG_FILE_OFF,
         **transform.DBT_TELEMETRY_OFF,
+        **(dbt_env or {}),
     }
     group = DbtTaskGroup(
         group_id=group_id,

@@ -101,8 +101,7 @@ def transform_candidate(
     # The stewardship reports describe the gate's results, so they are built after it (see docs).
     args = ["build", "--exclude", "tag:stewardship", *transform.PIPELINE_BUILD_FLAGS]
     args += ["--full-refresh"] if full_refresh else []
-    extra = {"publish_as_of": as_of.isoformat()} if as_of else None
-    result = transform.run_dbt(args, url, extra_vars=extra)
+    result = transform.run_dbt(args, url, as_of=as_of)
     return {"nodes": len(result.results), "failures": len(result.failures())}
 
 

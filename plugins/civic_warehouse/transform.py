@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,10 @@ DBT_TELEMETRY_OFF = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
 # faster without). dbt's messages still reach the run's log; DBT_LOG_LEVEL_FILE set in the
 # environment (debug, say) turns the file back on for run_dbt.
 DBT_LOG_FILE_OFF = {"DBT_LOG_LEVEL_FILE": "none"}
+# The publication anchor (macros/publication_cutoff.sql) reaches dbt in the environment, not in
+# --vars: dbt parses the whole project again whenever a variable changes (a daily build measured
+# 12-13 s so, 7-8 s with the partial parse), and the anchor changes with every run.
+PUBLISH_AS_OF_ENV = "CW_PUBLISH_AS_OF"
 
 
 class DbtError(RuntimeError):
@@ -48,7 +53,7 @@ def dbt_vars() -> dict:
 
     ``source_timezones``: the IANA zone of each source's floating timestamps.
     ``source_lookback_hours``: how far behind the newest change an incremental model re-reads a
-    source (its ``lookback``). Callers add ``publish_as_of`` (anchors the publication delay).
+    source (its ``lookback``).
     """
     sources = catalog.load_catalog()
     return {
@@ -98,11 +103,12 @@ def run_dbt(
     url: str | None = None,
     check: bool = True,
     extra_vars: dict[str, Any] | None = None,
+    as_of: datetime | None = None,
 ) -> DbtResult:
     """Run ``dbt <args>`` in a subprocess (dbt keeps global state; one process per command is safest).
 
     The project's variables (source time zones, ``extra_vars``) are merged with any ``--vars`` in
-    ``args``; the caller's own values win.
+    ``args``; the caller's own values win. ``as_of`` anchors the publication delay.
     """
     ensure_dbt_sources(url)
     args, given = _split_vars(args)
@@ -112,7 +118,8 @@ def run_dbt(
     completed = subprocess.run(
         command,
         cwd=settings.DBT_PROJECT_DIR,
-        env=dbt_environ(url),
+        # set even when empty: an in-process Cosmos run leaves its anchor in os.environ
+        env=dbt_environ(url) | {PUBLISH_AS_OF_ENV: as_of.isoformat() if as_of else ""},
         capture_output=True,
         text=True,
     )

@@ -3,7 +3,7 @@ gates and publishes, against the warehouse and the simulator."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -89,3 +89,32 @@ def test_stewards_get_reports_and_one_docs_site(first_run):
     assert 'href="dbt/index.html"' in index and 'href="quality/index.html"' in index
     assert (docs_site.SITE_DIR / "dbt" / "manifest.json").exists()
     assert (docs_site.SITE_DIR / "quality" / "index.html").exists()
+
+
+def test_the_transform_runs_publication_anchor_reaches_dbt(first_run):
+    """A transform run given ``as_of`` builds candidates holding only the calls received a
+    publication delay (24 hours) before it, whatever the day it runs. (The gate then refuses to
+    publish them: a day and a half of three, they are fewer than half the published calls.)
+    Last in this module: it leaves the candidates held back."""
+    from civic_warehouse import airflow_glue, demo
+
+    url, _ = first_run
+    as_of = datetime(2026, 3, 9, 12, tzinfo=UTC)
+    cutoff = as_of - timedelta(hours=24)
+    demo.run_dag(airflow_glue.TRANSFORM_DAG_ID, {"full_refresh": False, "as_of": as_of.isoformat()})
+    with psycopg.connect(url) as conn:
+        built, latest = conn.execute(
+            "select count(*), max(received_at_utc) from candidate.fct_calls_for_service"
+        ).fetchone()
+        held_back = conn.execute(
+            "select count(*) from internal.int_calls_for_service_versions"
+            " where _valid_to is null and received_at_utc > %s",
+            [cutoff],
+        ).fetchone()[0]
+        cases_too_soon = conn.execute(
+            "select count(*) from candidate.fct_mru_responses where case_opened_at_utc > %s",
+            [cutoff],
+        ).fetchone()[0]
+    assert built > 0 and held_back > 0
+    assert latest <= cutoff
+    assert cases_too_soon == 0

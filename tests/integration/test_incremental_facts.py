@@ -26,7 +26,7 @@ def build(full_refresh: bool = False) -> None:
     args = ["build", "--select", f"+{CALLS}", "--indirect-selection", "cautious"] + (
         ["--full-refresh"] if full_refresh else []
     )
-    transform.run_dbt(args, extra_vars={"publish_as_of": AS_OF.isoformat()})
+    transform.run_dbt(args, as_of=AS_OF)
 
 
 def fingerprint(url: str, schema: str = "candidate") -> tuple[int, str]:
@@ -193,9 +193,7 @@ def test_a_daily_build_tests_the_rows_it_changed_and_still_catches_errors(
             [call],
         )
     with pytest.raises(transform.DbtError, match="unique_fct_calls_for_service_event_number"):
-        transform.run_dbt(
-            ["test", "--select", CALLS], extra_vars={"publish_as_of": AS_OF.isoformat()}
-        )
+        transform.run_dbt(["test", "--select", CALLS], as_of=AS_OF)
     with psycopg.connect(url) as conn:
         conn.execute(
             f"update {VERSIONS} set _valid_to = _valid_from + interval '1 second'"

@@ -27,6 +27,9 @@ joined as (
     from cases
     left join calls
         on cases.event_number = calls.event_number
+    -- a case waits for the publication delay as its call does (it was opened after the call came
+    -- in), so no published case points at a call not yet published
+    where cases.opened_at <= {{ publication_cutoff() }}
 
 ),
 
