@@ -13,17 +13,18 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 
-def make_consumers_lean(node: Any, producer_task_id: str) -> None:
-    """Give the model tasks watching the producer (in nested groups too) the lean class."""
+def watching_tasks(node: Any, producer_task_id: str) -> Iterator[Any]:
+    """The tasks (in nested groups too) that watch the producer ``producer_task_id``."""
     children = getattr(node, "children", None)
     if children is not None:
         for child in children.values():
-            make_consumers_lean(child, producer_task_id)
+            yield from watching_tasks(child, producer_task_id)
     elif getattr(node, "producer_task_id", None) == producer_task_id:
-        node.__class__ = lean_consumer_class(type(node))
+        yield node
 
 
 # dbt's per-node progress events before a node finishes. Cosmos' watcher producer stores each one

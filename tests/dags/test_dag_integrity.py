@@ -209,6 +209,40 @@ def test_the_dbt_producer_stores_what_the_model_tasks_read_once_dbt_is_done(
     assert producer_state_asked == []
 
 
+def test_every_dbt_task_retries_its_node_with_a_command_dbt_accepts(dagbag, monkeypatch):
+    """A model, seed, snapshot or tests task's retry reruns its node alone (`dbt run`, `seed`,
+    `snapshot` or `test`): each command, as Cosmos builds it, passes dbt's own argument parser."""
+    import click
+    from cosmos.constants import _PRODUCER_CMD_FLAGS_XCOM_KEY
+    from dbt.cli.main import cli
+
+    dag = dagbag.dags[airflow_glue.TRANSFORM_DAG_ID]
+    producer = dag.get_task("dbt_build.dbt_producer_watcher")
+    ti = _RecordingTaskInstance()
+    ti.try_number = 2
+    ti.xcom_push(_PRODUCER_CMD_FLAGS_XCOM_KEY, producer.add_cmd_flags())
+    context = {"ti": ti, "task_instance": ti, "run_id": "r"}
+    commands: dict[str, list[str]] = {}
+    for task in cosmos_watcher.watching_tasks(dag.task_group, producer.task_id):
+        ran = []
+        monkeypatch.setattr(
+            task, "build_and_run_cmd", lambda context, cmd_flags, ran=ran: ran.append(cmd_flags)
+        )
+        task._fallback_to_non_watcher_run(ti.try_number, context)
+        cmd, _ = task.build_cmd(context, ran[0])
+        project = task._generate_dbt_flags(
+            str(settings.DBT_PROJECT_DIR), task.profile_config.profiles_yml_filepath
+        )
+        commands.setdefault(type(task).__name__, [*cmd[1:], *project])
+    assert {args[0] for args in commands.values()} == {"run", "seed", "snapshot", "test"}
+    for kind, args in commands.items():
+        parent = cli.make_context("dbt", list(args))
+        try:
+            cli.get_command(parent, args[0]).make_context(args[0], list(args[1:]), parent=parent)
+        except click.UsageError as err:
+            pytest.fail(f"{kind} would retry with `dbt {' '.join(args)}`: {err}")
+
+
 def test_a_missing_dbt_manifest_is_an_import_error_that_says_how_to_make_it(tmp_path, monkeypatch):
     monkeypatch.setattr(airflow_glue, "DBT_MANIFEST_DIR", tmp_path / "nowhere")
 
