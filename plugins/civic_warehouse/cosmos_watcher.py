@@ -139,12 +139,13 @@ def quiet_producer_class() -> type:
         _held_xcoms: HeldXComs | None = None
 
         def run_dbt_runner(self, command: list[str], env: dict[str, str], cwd: str, **kwargs):
+            from civic_warehouse import dbt_templates
             from civic_warehouse.dbt_command import collector_for_dbt
 
             context = kwargs.get("context")
-            # dbt runs in this task's process, beside Airflow's own objects: the collector is
-            # set as for the pipeline's dbt processes.
-            with collector_for_dbt():
+            # dbt runs in this task's process, beside Airflow's own objects: the collector and
+            # the templates' cache are set as for the pipeline's dbt processes.
+            with collector_for_dbt(), dbt_templates.cached_compilation():
                 if context is None or context.get("_check_source_freshness"):
                     return super().run_dbt_runner(command, env, cwd, **kwargs)
                 self._held_xcoms = HeldXComs(context["ti"], watched_xcom_keys(self))
