@@ -318,6 +318,8 @@ def dbt_task_group(
             dbt_executable_path=transform.dbt_executable(),
         ),
         operator_args={
+            # the same build as the pipeline's outside Airflow: dbt's unit tests left out
+            "dbt_cmd_flags": list(transform.PIPELINE_BUILD_FLAGS),
             "env": env,
             "vars": dbt_vars,
             "install_deps": False,
@@ -326,10 +328,9 @@ def dbt_task_group(
     )
     producer = group.children[f"{group_id}.dbt_producer_watcher"]
     # Cosmos has no setting for its watcher classes: the producer and the model tasks are given
-    # subclasses that change what they store and read, not what they run (cosmos_watcher.py).
+    # subclasses that change what they store and read, not what they run, and keep a retry's
+    # command to options dbt accepts (cosmos_watcher.py).
     producer.__class__ = cosmos_watcher.quiet_producer_class()
-    # The same build as the pipeline's outside Airflow: dbt's unit tests left out.
-    producer.dbt_cmd_flags = list(transform.PIPELINE_BUILD_FLAGS)
     # In a task group Cosmos starts the model tasks alongside the `dbt build` they watch. Starting
     # them once it has finished (whatever its outcome: a failed model's task then retries that model
     # alone) keeps them from holding worker slots while dbt runs, and lets `dag.test` run the group.
@@ -339,10 +340,6 @@ def dbt_task_group(
             root.trigger_rule = "all_done"
     for task in cosmos_watcher.watching_tasks(group, producer.task_id):
         task.__class__ = cosmos_watcher.lean_consumer_class(type(task))
-        # A retry reruns the task's own node: a tests task with `dbt test`, which takes the
-        # build's flags (its model's unit tests stay out); the others with `dbt run`, `seed` or
-        # `snapshot`, which reject them.
-        task.dbt_cmd_flags = list(transform.PIPELINE_BUILD_FLAGS) if task.is_test_sensor else []
     return group
 
 

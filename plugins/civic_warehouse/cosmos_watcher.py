@@ -1,11 +1,13 @@
-"""Cosmos' watcher-mode classes, changed in what they store and read, not in what they run.
+"""Cosmos' watcher-mode classes, changed in what they store and read, not in what they run, and
+with retries whose commands dbt accepts.
 
 Cosmos 1.15's watcher producer runs one ``dbt build`` and stores each dbt node's progress and result
 as XComs, which the model tasks read. Every store is a round trip to Airflow's API made under one
 lock that dbt's threads wait on: as Cosmos ships it, the producer's build took two to four times
 the same build run bare. The producer here stores nothing while dbt runs and, once it is done, only
-what the model tasks read; the model tasks skip calls a first try never needs. Airflow and Cosmos
-are imported inside the functions, as in the rest of the package.
+what the model tasks read; the model tasks skip calls a first try never needs, and a retry, which
+reruns its own node, leaves out the options its dbt command does not have. Airflow and Cosmos are
+imported inside the functions, as in the rest of the package.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import logging
 from collections.abc import Iterator
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def watching_tasks(node: Any, producer_task_id: str) -> Iterator[Any]:
@@ -181,13 +185,19 @@ _PRODUCER_STATE_UNREAD = object()
 
 @functools.cache
 def lean_consumer_class(cosmos_class: type) -> type:
-    """A Cosmos model (or tests) task class, minus two API round trips its first try never needs.
+    """A Cosmos model (or tests) task class, minus two API round trips its first try never needs,
+    and with retries that run a command dbt accepts.
 
     The model tasks start once the producer has finished, so on a first try the node's result is
     there and decides alone; Cosmos still asks for the producer's state before reading it, and
     reads dbt's start-up events only to log them at debug level. ~70 such tasks run per build.
     A retry, or a node without a result (the producer failed or was killed before reaching it),
     asks for the producer's state as before.
+
+    Such a retry reruns the task's own node alone (`dbt run`, `seed`, `snapshot` or `test`), with
+    the group's flags and those of the producer's build. Cosmos passes them all on, though some are
+    not options of that command (`dbt run` has no --exclude-resource-type, `dbt snapshot` no
+    --full-refresh): dbt refused every such retry. They are left out of it (`dbt_options_only`).
     """
 
     class LeanConsumer(cosmos_class):
@@ -209,5 +219,44 @@ def lean_consumer_class(cosmos_class: type) -> type:
             if logger.isEnabledFor(logging.DEBUG):
                 super()._log_startup_events(ti)
 
+        def _fallback_to_non_watcher_run(self, try_number: int, context: Any) -> bool:
+            own = self.dbt_cmd_flags
+            self.dbt_cmd_flags = dbt_options_only(self.base_cmd, own)
+            try:
+                return super()._fallback_to_non_watcher_run(try_number, context)
+            finally:
+                self.dbt_cmd_flags = own
+
+        def _filter_flags(self, flags: list[str]) -> list[str]:
+            return dbt_options_only(self.base_cmd, super()._filter_flags(flags))
+
     LeanConsumer.__name__ = LeanConsumer.__qualname__ = f"{cosmos_class.__name__}Lean"
     return LeanConsumer
+
+
+def dbt_options_only(command: list[str], flags: list[str]) -> list[str]:
+    """``flags`` without the options (and their values) that the dbt command ``command`` (e.g.
+    ``["snapshot"]``) does not have, by dbt's own command line."""
+    options = _dbt_command_options(tuple(command))
+    if options is None:
+        return list(flags)
+    kept, dropped, keeping = [], [], True
+    for token in flags:
+        if token.startswith("-"):
+            keeping = token.split("=", 1)[0] in options
+        (kept if keeping else dropped).append(token)
+    if dropped:
+        log.info("not options of dbt %s, left out: %s", " ".join(command), " ".join(dropped))
+    return kept
+
+
+@functools.cache
+def _dbt_command_options(command: tuple[str, ...]) -> frozenset[str] | None:
+    from dbt.cli.main import cli
+
+    found = cli
+    for name in command:
+        found = getattr(found, "commands", {}).get(name)
+        if found is None:
+            return None
+    return frozenset(option for p in found.params for option in (*p.opts, *p.secondary_opts))

@@ -209,15 +209,20 @@ def test_the_dbt_producer_stores_what_the_model_tasks_read_once_dbt_is_done(
     assert producer_state_asked == []
 
 
-def test_every_dbt_task_retries_its_node_with_a_command_dbt_accepts(dagbag, monkeypatch):
+@pytest.mark.parametrize("full_refresh", [False, True])
+def test_every_dbt_task_retries_its_node_with_a_command_dbt_accepts(
+    dagbag, monkeypatch, full_refresh
+):
     """A model, seed, snapshot or tests task's retry reruns its node alone (`dbt run`, `seed`,
-    `snapshot` or `test`): each command, as Cosmos builds it, passes dbt's own argument parser."""
+    `snapshot` or `test`): each command, as Cosmos builds it, passes dbt's own argument parser,
+    and keeps what it shares with the build (a full refresh; dbt's unit tests left out)."""
     import click
     from cosmos.constants import _PRODUCER_CMD_FLAGS_XCOM_KEY
     from dbt.cli.main import cli
 
     dag = dagbag.dags[airflow_glue.TRANSFORM_DAG_ID]
     producer = dag.get_task("dbt_build.dbt_producer_watcher")
+    monkeypatch.setattr(producer, "full_refresh", full_refresh)
     ti = _RecordingTaskInstance()
     ti.try_number = 2
     ti.xcom_push(_PRODUCER_CMD_FLAGS_XCOM_KEY, producer.add_cmd_flags())
@@ -225,22 +230,27 @@ def test_every_dbt_task_retries_its_node_with_a_command_dbt_accepts(dagbag, monk
     commands: dict[str, list[str]] = {}
     for task in cosmos_watcher.watching_tasks(dag.task_group, producer.task_id):
         ran = []
-        monkeypatch.setattr(
-            task, "build_and_run_cmd", lambda context, cmd_flags, ran=ran: ran.append(cmd_flags)
-        )
+
+        def run(context, cmd_flags, task=task, ran=ran):
+            ran.append(task.build_cmd(context, cmd_flags)[0])
+
+        monkeypatch.setattr(task, "build_and_run_cmd", run)
         task._fallback_to_non_watcher_run(ti.try_number, context)
-        cmd, _ = task.build_cmd(context, ran[0])
         project = task._generate_dbt_flags(
             str(settings.DBT_PROJECT_DIR), task.profile_config.profiles_yml_filepath
         )
-        commands.setdefault(type(task).__name__, [*cmd[1:], *project])
-    assert {args[0] for args in commands.values()} == {"run", "seed", "snapshot", "test"}
-    for kind, args in commands.items():
+        commands.setdefault(ran[0][1], [*ran[0][1:], *project])
+
+    assert set(commands) == {"run", "seed", "snapshot", "test"}
+    for args in commands.values():
         parent = cli.make_context("dbt", list(args))
         try:
             cli.get_command(parent, args[0]).make_context(args[0], list(args[1:]), parent=parent)
         except click.UsageError as err:
-            pytest.fail(f"{kind} would retry with `dbt {' '.join(args)}`: {err}")
+            pytest.fail(f"a retry would run `dbt {' '.join(args)}`: {err}")
+    assert ("--full-refresh" in commands["run"]) is full_refresh
+    assert ("--full-refresh" in commands["seed"]) is full_refresh
+    assert "--exclude-resource-type" in commands["test"]
 
 
 def test_a_missing_dbt_manifest_is_an_import_error_that_says_how_to_make_it(tmp_path, monkeypatch):
