@@ -268,13 +268,15 @@ def dbt_task_group(
     dbt_env: dict[str, str] | None = None,
     exclude: Iterable[str] = (),
 ):
-    """The dbt project as a Cosmos task group: one task per model (with its tests after it).
+    """The dbt project as a Cosmos task group: one task per model, seed and snapshot, with its tests.
 
     ``dbt_vars`` and ``dbt_env`` (environment variables for dbt) may hold Airflow templates.
 
     Watcher mode runs one ``dbt build`` (dbt's own threads, in this process through dbtRunner) and
-    the per-model tasks follow its progress, so the UI shows every model while the run costs about
-    as much as a bare ``dbt build``. Rendering reads the manifest: no ``dbt ls`` at parse time.
+    the per-model tasks report on its outcome, each for its model and the model's tests (a failed
+    test fails its model's task, and names the test), so the UI shows every model while the run
+    costs little more than a bare ``dbt build``. Rendering reads the manifest: no ``dbt ls`` at
+    parse time.
     """
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
@@ -307,7 +309,13 @@ def dbt_task_group(
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             exclude=list(exclude),
-            test_behavior=TestBehavior.AFTER_EACH,
+            # No task of their own for tests: each model's task reports its tests too
+            # (cosmos_watcher.lean_consumer_class).
+            test_behavior=TestBehavior.NONE,
+            # A task is named after its model, seed or snapshot (names are unique in a dbt project),
+            # not with Cosmos' `_run`/`_seed` suffix: it builds and tests its node.
+            normalize_task_id=_dbt_node_name,
+            normalize_task_display_name=_dbt_node_name,
             # Assets per model are not needed (the marts are gated, then published as a whole), and
             # Cosmos' postgres:// asset URIs fail against a warehouse reached over a unix socket.
             emit_datasets=False,
@@ -328,9 +336,12 @@ def dbt_task_group(
     )
     producer = group.children[f"{group_id}.dbt_producer_watcher"]
     # Cosmos has no setting for its watcher classes: the producer and the model tasks are given
-    # subclasses that change what they store and read, not what they run, and keep a retry's
-    # command to options dbt accepts (cosmos_watcher.py).
+    # subclasses that change what they store and read, not what they run, and whose retries
+    # rebuild their node with its tests (cosmos_watcher.py).
     producer.__class__ = cosmos_watcher.quiet_producer_class()
+    # Without test tasks Cosmos leaves tests out of the producer's build (--resource-type): the
+    # build runs them, and the model tasks report them.
+    producer.dbt_cmd_flags = list(transform.PIPELINE_BUILD_FLAGS)
     # In a task group Cosmos starts the model tasks alongside the `dbt build` they watch. Starting
     # them once it has finished (whatever its outcome: a failed model's task then retries that model
     # alone) keeps them from holding worker slots while dbt runs, and lets `dag.test` run the group.
@@ -341,6 +352,10 @@ def dbt_task_group(
     for task in cosmos_watcher.watching_tasks(group, producer.task_id):
         task.__class__ = cosmos_watcher.lean_consumer_class(type(task))
     return group
+
+
+def _dbt_node_name(node: Any) -> str:
+    return node.name
 
 
 def dbt_template_macros() -> dict[str, Any]:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from civic_warehouse import airflow_glue, cosmos_watcher, settings
+from civic_warehouse import airflow_glue, cosmos_watcher, settings, warehouse
 from civic_warehouse.catalog import load_catalog
 
 
@@ -101,8 +101,14 @@ def test_the_transform_dag_has_a_task_per_dbt_model_then_gate_publish_docs(dagba
     models = {
         n["name"] for n in nodes if n["resource_type"] == "model" and "stewardship" not in n["tags"]
     }
-    rendered = {t.task_id.split(".")[1] for t in dag.tasks if t.task_id.endswith(".run")}
-    assert rendered == models
+    # A task per model (with its tests), named after it.
+    rendered = {
+        t.task_id: t.model_unique_id
+        for t in dag.tasks
+        if (getattr(t, "model_unique_id", None) or "").startswith("model.")
+    }
+    assert set(rendered) == {f"dbt_build.{m}" for m in models}
+    assert all(node.endswith(f".{t.split('.')[1]}") for t, node in rendered.items())
     assert dag.get_task("prepare_warehouse").downstream_task_ids >= {
         "dbt_build.dbt_producer_watcher"
     }
@@ -112,25 +118,34 @@ def test_the_transform_dag_has_a_task_per_dbt_model_then_gate_publish_docs(dagba
     assert dag.get_task("audit").retries == 0  # a failed gate is a verdict, not a glitch
 
 
-def test_the_dbt_producer_stores_no_progress_events_and_cosmos_sends_no_telemetry(dagbag, caplog):
-    import json
-    import logging
-
+def test_the_dbt_producer_reads_only_the_dbt_events_cosmos_uses_and_sends_no_telemetry(dagbag):
+    """dbt's debug events (its SQL, connections, a node's progress) never reach Cosmos' callback,
+    which would turn each into JSON: only a node's end, errors and what dbt logs above debug."""
     from cosmos import settings as cosmos_settings
+    from dbt.adapters.events.types import SQLQuery
+    from dbt.events.types import LogStartLine, NodeFinished, NodeStart, RunResultError
+    from dbt_common.events.base_types import msg_from_base_event
 
     producer = dagbag.dags[airflow_glue.TRANSFORM_DAG_ID].get_task("dbt_build.dbt_producer_watcher")
-    parse = producer._make_parse_callable()
-
-    def event(name: str) -> str:
-        node = {"unique_id": "model.civic_warehouse.stg_x", "node_status": "started"}
-        info = {"name": name, "level": "info", "msg": f"{name} of stg_x"}
-        return json.dumps({"info": info, "data": {"node_info": node}})
-
-    with caplog.at_level(logging.INFO, logger="cosmos"):
-        for name in ("NodeStart", "NodeCompiling", "NodeExecuting", "LogStartLine"):
-            parse(event(name), {"context": None})
-    # Only the event that is not a node's progress reaches Cosmos' parser (which logs it).
-    assert [r.getMessage().split("  ")[-1] for r in caplog.records] == ["LogStartLine of stg_x"]
+    node = {"unique_id": "model.civic_warehouse.stg_x", "node_status": "started"}
+    events = [
+        NodeStart(node_info=node),
+        SQLQuery(conn_name="stg_x", sql="select 1", node_info=node),
+        LogStartLine(description="sql view model stg_x", index=1, total=2, node_info=node),
+        NodeFinished(node_info=node, run_result={"status": "success"}),
+        RunResultError(msg="Database Error in model stg_x"),
+    ]
+    received = []
+    before = producer._dbt_runner_callbacks
+    try:
+        # As Cosmos registers its callback before each dbt invocation.
+        producer._dbt_runner_callbacks = [*(before or []), received.append]
+        for callback in producer._dbt_runner_callbacks:
+            for event in events:
+                callback(msg_from_base_event(event))
+    finally:
+        producer._dbt_runner_callbacks = before
+    assert [e.info.name for e in received] == ["LogStartLine", "NodeFinished", "RunResultError"]
     assert not cosmos_settings.enable_telemetry
     assert not cosmos_settings.enable_watcher_reliable_retry
 
@@ -167,45 +182,60 @@ def test_the_dbt_producer_stores_what_the_model_tasks_read_once_dbt_is_done(
 
     dag = dagbag.dags[airflow_glue.TRANSFORM_DAG_ID]
     producer = dag.get_task("dbt_build.dbt_producer_watcher")
-    model, tests = next(
-        (m, t) for m, t in producer.tests_per_model.items() if t and m.startswith("model.")
-    )
-    model_task = next(
-        t for t in dag.tasks if t.task_id.endswith(".run") and t.model_unique_id == model
-    )
-    tests_task = next(
-        t for t in dag.tasks if t.task_id.endswith(".test") and t.model_unique_id == model
-    )
+    tasks = {
+        t.model_unique_id: t
+        for t in cosmos_watcher.watching_tasks(dag.task_group, producer.task_id)
+    }
+    # Three models with two tests or more: one fails, one's test fails, one passes.
+    (failed, failed_tests), (tested, tested_tests), (passed, passed_tests) = [
+        (m, t) for m, t in producer.tests_per_model.items() if len(t) > 1 and m in tasks
+    ][:3]
+    # The tasks report on models, seeds and the snapshot; no task of its own for tests.
+    assert not [t for t in dag.tasks if t.task_id.endswith(".test")]
 
     def finished(unique_id: str, resource_type: str, status: str) -> str:
         node = {"unique_id": unique_id, "node_status": status, "resource_type": resource_type}
         info = {"name": "NodeFinished", "level": "debug", "msg": f"{unique_id} {status}"}
-        return json.dumps({"info": info, "data": {"node_info": node}})
+        data = {"node_info": node, "run_result": {"message": f"{status}: {unique_id}"}}
+        return json.dumps({"info": info, "data": data})
 
     ti = _RecordingTaskInstance()
     producer._held_xcoms = held = cosmos_watcher.HeldXComs(
-        ti, cosmos_watcher.watched_xcom_keys(producer)
+        ti, cosmos_watcher.watched_nodes(producer)
     )
     try:
         parse = producer._make_parse_callable()
         extra = {"context": {"ti": ti, "task_instance": ti}, "project_dir": str(tmp_path)}
-        parse(finished(model, "model", "error"), extra)
-        for test in tests:
+        parse(finished(failed, "model", "error"), extra)
+        for test in failed_tests:
+            parse(finished(test, "test", "skipped"), extra)
+        parse(finished(tested, "model", "success"), extra)
+        # The first test fails; dbt never reports the last (the build was stopped).
+        for i, test in enumerate(tested_tests[:-1]):
+            parse(finished(test, "test", "fail" if i == 0 else "pass"), extra)
+        parse(finished(passed, "model", "success"), extra)
+        for test in passed_tests:
             parse(finished(test, "test", "pass"), extra)
         assert ti.pushed == {}  # nothing while dbt runs: its threads never wait on the API
         held.flush()
     finally:
         producer._held_xcoms = None
 
-    key = model.replace(".", "__")
-    assert set(ti.pushed) == {f"{key}_status", f"{key}_dbt_event", f"{key}_tests_status"}
-    assert ti.pushed[f"{key}_status"]["status"] == "error"
+    # One XCom per node that dbt reached, and no other.
+    assert set(ti.pushed) == {cosmos_watcher.node_result_key(m) for m in (failed, tested, passed)}
     context = {"ti": ti, "task_instance": ti, "run_id": "r"}
-    # The failed model fails its own task and its tests' task passes, on a first try without
-    # asking for the producer's state (a retry asks, and reruns the model, as in Cosmos).
+    # On a first try a node's result decides alone, without asking for the producer's state (a
+    # retry asks, and rebuilds the node, as in Cosmos).
     with pytest.raises(AirflowException, match="error"):
-        model_task.poke(context)
-    assert tests_task.poke(context) is True
+        tasks[failed].poke(context)
+    with pytest.raises(AirflowException) as tests_failed:
+        tasks[tested].poke(context)
+    failing, missing = (t.split(".")[2] for t in (tested_tests[0], tested_tests[-1]))
+    assert f"{failing} (fail: fail: {tested_tests[0]})" in str(tests_failed.value)
+    assert f"{missing} (did not run)" in str(tests_failed.value)
+    assert all(t.split(".")[2] not in str(tests_failed.value) for t in tested_tests[1:-1])
+    assert tasks[passed].poke(context) is True
+    assert tasks[passed].compiled_sql == ""  # none was reported: none is shown
     assert producer_state_asked == []
 
 
@@ -213,9 +243,9 @@ def test_the_dbt_producer_stores_what_the_model_tasks_read_once_dbt_is_done(
 def test_every_dbt_task_retries_its_node_with_a_command_dbt_accepts(
     dagbag, monkeypatch, full_refresh
 ):
-    """A model, seed, snapshot or tests task's retry reruns its node alone (`dbt run`, `seed`,
-    `snapshot` or `test`): each command, as Cosmos builds it, passes dbt's own argument parser,
-    and keeps what it shares with the build (a full refresh; dbt's unit tests left out)."""
+    """A model, seed or snapshot task's retry rebuilds its node with its tests (`dbt build
+    --select <node>`): each command, as Cosmos builds it, passes dbt's own argument parser, and
+    keeps what it shares with the build (a full refresh; dbt's unit tests left out)."""
     import click
     from cosmos.constants import _PRODUCER_CMD_FLAGS_XCOM_KEY
     from dbt.cli.main import cli
@@ -226,9 +256,16 @@ def test_every_dbt_task_retries_its_node_with_a_command_dbt_accepts(
     ti = _RecordingTaskInstance()
     ti.try_number = 2
     ti.xcom_push(_PRODUCER_CMD_FLAGS_XCOM_KEY, producer.add_cmd_flags())
-    context = {"ti": ti, "task_instance": ti, "run_id": "r"}
-    commands: dict[str, list[str]] = {}
+    # What a retry renders (its dbt environment, variables and flags) comes from the run.
+    context = {
+        "ti": ti,
+        "task_instance": ti,
+        "run_id": "r",
+        "params": {"full_refresh": full_refresh},
+    }
+    kinds = set()
     for task in cosmos_watcher.watching_tasks(dag.task_group, producer.task_id):
+        kinds.add(type(task).__name__)
         ran = []
 
         def run(context, cmd_flags, task=task, ran=ran):
@@ -239,18 +276,27 @@ def test_every_dbt_task_retries_its_node_with_a_command_dbt_accepts(
         project = task._generate_dbt_flags(
             str(settings.DBT_PROJECT_DIR), task.profile_config.profiles_yml_filepath
         )
-        commands.setdefault(ran[0][1], [*ran[0][1:], *project])
-
-    assert set(commands) == {"run", "seed", "snapshot", "test"}
-    for args in commands.values():
+        args = [*ran[0][1:], *project]
+        assert args[0] == "build", f"{task.task_id} retries with `dbt {args[0]}`"
         parent = cli.make_context("dbt", list(args))
         try:
-            cli.get_command(parent, args[0]).make_context(args[0], list(args[1:]), parent=parent)
+            command = cli.get_command(parent, "build").make_context(
+                "build", args[1:], parent=parent
+            )
         except click.UsageError as err:
-            pytest.fail(f"a retry would run `dbt {' '.join(args)}`: {err}")
-    assert ("--full-refresh" in commands["run"]) is full_refresh
-    assert ("--full-refresh" in commands["seed"]) is full_refresh
-    assert "--exclude-resource-type" in commands["test"]
+            pytest.fail(f"{task.task_id}'s retry would run `dbt {' '.join(args)}`: {err}")
+        # Its node alone, by name (Cosmos' fallback) and by its path (the task's own selector).
+        node = task.model_unique_id.split(".", 2)[2]
+        selected = {s.rpartition(".")[2].rpartition(":")[2] for s in command.params["select"]}
+        assert selected == {node}, task.task_id
+        assert command.params["full_refresh"] is full_refresh, task.task_id
+        assert "unit_test" in command.params["exclude_resource_types"], task.task_id
+        assert task.env["CW_DB_HOST"] == warehouse.dbt_environ()["CW_DB_HOST"], task.task_id
+    assert kinds == {
+        "DbtRunWatcherOperatorLean",
+        "DbtSeedWatcherOperatorLean",
+        "DbtSnapshotWatcherOperatorLean",
+    }
 
 
 def test_a_missing_dbt_manifest_is_an_import_error_that_says_how_to_make_it(tmp_path, monkeypatch):
