@@ -126,6 +126,11 @@ def main() -> int:
     os.environ.update(settings.airflow_environ())
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="bench-orchestration-airflow-")
     os.environ.setdefault("DBT_TARGET_PATH", tempfile.mkdtemp(prefix="bench-orchestration-dbt-"))
+    # Cosmos keeps the producer's partial-parse state between runs; the bare build starts with
+    # none: a cache of this run's own keeps both parsing the project in full.
+    os.environ["AIRFLOW__COSMOS__CACHE_DIR"] = tempfile.mkdtemp(
+        prefix="bench-orchestration-cosmos-"
+    )
 
     import subprocess
 

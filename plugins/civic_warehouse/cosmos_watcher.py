@@ -15,6 +15,7 @@ import functools
 import importlib.util
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,10 @@ def quiet_producer_class() -> type:
                 # task's log; what dbt prints (JSON, for Cosmos' subprocess mode) is discarded
                 # unread, after dbt serialized each line: nothing is printed.
                 env = {**env, "DBT_LOG_LEVEL": "none"}
+                # Cosmos reads each model's compiled SQL (shown by its task) from the temporary
+                # project it runs dbt in: a DBT_TARGET_PATH set for the pipeline's own dbt
+                # processes must not send dbt's files elsewhere.
+                command = [*command, "--target-path", str(Path(cwd) / "target")]
                 try:
                     return super().run_dbt_runner(command, env, cwd, **kwargs)
                 finally:
@@ -268,7 +273,7 @@ def _debug_events_read() -> frozenset[str]:
     return _DEBUG_EVENTS_READ | _DBT_ERROR_EVENTS_TYPES
 
 
-# The template fields a model task renders on every try (`lean_consumer_class`).
+# What a model task shows as its rendered fields (`lean_consumer_class`).
 _SHOWN_FIELDS = ("model_unique_id", "compiled_sql")
 # Stands for the producer's state until a model task needs it (see `lean_consumer_class`).
 _PRODUCER_STATE_UNREAD = object()
@@ -295,22 +300,30 @@ def lean_consumer_class(cosmos_class: type) -> type:
 
     class LeanConsumer(cosmos_class):
         base_cmd = ["build"]
-        # What a first try shows (its node, and its SQL once read). The fields that only dbt reads
-        # (environment, variables, flags: some forty strings, each compiled as a Jinja template)
-        # are rendered by a retry, which runs dbt, and not by every task of every run.
-        template_fields = _SHOWN_FIELDS
+        # Nothing a first try shows is a template: its node's id, and the SQL the producer compiled
+        # for it, are stored as its rendered fields once it has read them (one round trip to the
+        # API after it ran, not another before). The fields only dbt reads (environment,
+        # variables, flags: some forty strings, each compiled as a Jinja template) are rendered by
+        # a retry, which runs dbt, and not by every task of every run.
+        template_fields: tuple[str, ...] = ()
         _dbt_template_fields = tuple(
             field for field in cosmos_class.template_fields if field not in _SHOWN_FIELDS
         )
+
+        def _show_after_execution(self, *fields: str) -> None:
+            self.template_fields = (*_SHOWN_FIELDS, *fields)
+            self.overwrite_rtif_after_execution = True
 
         def _fallback_to_non_watcher_run(self, try_number: int, context: Any) -> bool:
             jinja_env = self.dag.get_template_env()
             self._do_render_template_fields(
                 self, self._dbt_template_fields, context, jinja_env, set()
             )
+            self._show_after_execution(*self._dbt_template_fields)
             return super()._fallback_to_non_watcher_run(try_number, context)
 
         def poke(self, context: Any) -> bool:
+            self._show_after_execution()
             ti = context["ti"]
             if ti.try_number > 1:
                 return super().poke(context)

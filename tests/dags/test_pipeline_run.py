@@ -38,6 +38,37 @@ def test_every_extract_dag_run_and_the_transform_run_succeed(first_run):
     assert set(states.values()) == {"success"}
 
 
+def test_each_model_task_reports_on_its_model_and_shows_its_compiled_sql(first_run):
+    """The transform run has a task per model, seed and snapshot (its tests included), and a model's
+    task shows the SQL dbt compiled for it as its rendered template."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    from civic_warehouse import airflow_glue
+
+    with create_session() as session:
+        run = (
+            session.query(DagRun)
+            .filter(DagRun.dag_id == airflow_glue.TRANSFORM_DAG_ID)
+            .order_by(DagRun.run_after.desc())
+            .first()
+        )
+        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
+        shown = {
+            r.task_id: r.rendered_fields
+            for r in session.query(RenderedTaskInstanceFields).filter_by(
+                dag_id=run.dag_id, run_id=run.run_id
+            )
+        }
+    nodes = {t for t in states if t.startswith("dbt_build.") and "producer" not in t}
+    assert {"dbt_build.dim_call_type", "dbt_build.call_types", "dbt_build.fct_kpi_daily"} <= nodes
+    assert {states[t] for t in nodes} == {"success"}
+    sql = shown["dbt_build.dim_call_type"]["compiled_sql"]
+    assert "from" in sql and "call_types" in sql and "{{" not in sql
+    assert shown["dbt_build.call_types"]["model_unique_id"] == "seed.civic_warehouse.call_types"
+
+
 def test_published_calls_are_exactly_what_the_city_system_served(first_run):
     url, _ = first_run
     served = {
