@@ -7,8 +7,8 @@ window (not timed), then
   --exclude tag:stewardship --exclude-resource-type unit_test --full-refresh`` with its variables),
   and
 * ``ours``: the ``transform_marts`` DAG run through Airflow in this process (``dag.test``) with
-  ``full_refresh`` and the same ``as_of``: Cosmos' watcher mode runs one ``dbt build`` and a task per
-  model and per model's tests follows it.
+  ``full_refresh`` and the same ``as_of``: Cosmos' watcher mode runs one ``dbt build``, then a task
+  per model, seed and snapshot reports on its node and the node's tests.
 
 The first line compares the DAG's dbt part (from ``prepare_warehouse`` starting to the last dbt task
 ending) with the bare build (target: ratio at most 1.3). The second compares the whole DAG (gate,

@@ -1,5 +1,5 @@
 """The transform Airflow DAG: when a raw table changed, dbt builds the marts into ``candidate``
-(Cosmos, one task per model and its tests), Great Expectations gates them, then publish and docs.
+(Cosmos, one task per model with its tests), Great Expectations gates them, then publish and docs.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ RAW_TABLES = [airflow_glue.raw_table_asset(s) for s in load_catalog().values()]
 
 Runs when any extract DAG updated its raw table (Assets `raw.<table>`), or by hand.
 `dbt build` builds the staging models and the marts into the `candidate` schema, one Airflow task
-per model with its tests after it (Cosmos watcher mode: a single `dbt build` runs, the model tasks
-follow it). Great Expectations then validates the candidates (`audit`); only if no critical
+per model, seed and snapshot (Cosmos watcher mode: a single `dbt build` runs, then each task reports
+its node and the node's tests, and shows the SQL dbt compiled for it; clearing a task rebuilds its
+node with its tests). Great Expectations then validates the candidates (`audit`); only if no critical
 expectation failed are they swapped into the `open` schema that BI tools read (`publish`), and the
 stewardship reports and docs are rebuilt (`docs`). A failed gate fails the run, alerts the owning
 department and leaves `open` untouched.

@@ -38,8 +38,8 @@ def watching_tasks(node: Any, producer_task_id: str) -> Iterator[Any]:
 # a node's end, why a node was skipped, and errors (`_debug_events_read`); every event above
 # debug level it also logs.
 _DEBUG_EVENTS_READ = frozenset({"NodeFinished", "SkippingDetails", "LogSkipBecauseError"})
-# The endings of the XCom keys Cosmos' parser stores per dbt node, and the name each has in a
-# node's result (`node_result_key`).
+# The endings of the XCom keys Cosmos' parser stores per dbt node (the longer of two alike first),
+# and the name each has in a node's result (`node_result_key`).
 _NODE_XCOM_FIELDS = {
     "_tests_status": "tests_status",
     "_status": "status",
