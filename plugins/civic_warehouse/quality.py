@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 
 DATASOURCE = "warehouse"
 SAMPLE_SIZE = 5
+# Data Docs keep a page per suite for every gate run, and each run rebuilds the site's index from
+# all of them (once per suite): kept without limit, the gate of a daily pipeline slows down every
+# day. The warehouse keeps every result (quality.validation_results); Data Docs the newest runs.
+RUNS_KEPT_ENV = "CW_DATA_DOCS_RUNS"
+DEFAULT_RUNS_KEPT = 30
 
 
 class QualityGateFailed(RuntimeError):
@@ -103,6 +109,34 @@ def data_docs_index() -> Path:
     return settings.EXPECTATIONS_DIR / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
+def runs_kept() -> int:
+    """How many gate runs Data Docs keep for each suite (``CW_DATA_DOCS_RUNS``)."""
+    value = os.environ.get(RUNS_KEPT_ENV, "").strip()
+    try:
+        kept = int(value) if value else DEFAULT_RUNS_KEPT
+    except ValueError:
+        kept = 0
+    if kept < 1:
+        raise ValueError(f"{RUNS_KEPT_ENV}={value!r}: expected a whole number of runs, at least 1")
+    return kept
+
+
+def prune_validation_results(keep: int) -> int:
+    """Remove all but the newest ``keep`` stored validation results of each suite, with their
+    Data Docs pages; returns how many were removed."""
+    store = settings.EXPECTATIONS_DIR / "uncommitted" / "validations"
+    pages = data_docs_index().parent / "validations"
+    removed = 0
+    for suite in sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else ():
+        # <suite>/<run name>/<run time, e.g. 20261206T045835.170912Z>/<batch>.json
+        runs = [run for name in suite.iterdir() if name.is_dir() for run in name.iterdir()]
+        for run in sorted(runs, key=lambda run: run.name, reverse=True)[keep:]:
+            shutil.rmtree(run)
+            shutil.rmtree(pages / run.relative_to(store), ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def gx_context():
     import great_expectations as gx
 
@@ -115,6 +149,7 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.expectations.metadata_types import FailureSeverity
 
+    keep = runs_kept()
     url = url or warehouse.warehouse_url()
     # great_expectations.yml reads the connection string from this variable.
     os.environ["CW_WAREHOUSE_URL"] = url
@@ -157,6 +192,10 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
             f"min_rows_{suite.meta['table']}": minimum_rows(conn, suite.meta)
             for suite in context.suites.all()
         }
+    # This run's results make the newest of those kept.
+    pruned = prune_validation_results(keep - 1)
+    if pruned:
+        log.info("Data Docs: %d older validation result(s) removed (%s)", pruned, RUNS_KEPT_ENV)
     run = checkpoint.run(expectation_parameters=parameters)
     report = GateReport(
         run_id=str(uuid.uuid4()),

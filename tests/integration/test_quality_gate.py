@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from helpers import schema_fingerprint
 
-from civic_warehouse import pipeline, quality
+from civic_warehouse import pipeline, quality, settings
 from civic_warehouse.catalog import get_source, load_catalog
 from civic_warehouse.simulator import mru_cases, permits
 from civic_warehouse.simulator.calls import CALLS_DATASET_ID
@@ -335,3 +335,31 @@ def test_a_candidate_that_collapsed_against_the_published_version_is_blocked(pub
         report.critical_failures
     )
     assert "fct_calls_for_service" in {o.suite for o in report.critical_failures}
+
+
+def test_data_docs_keep_the_newest_runs_and_the_warehouse_every_result(published, monkeypatch):
+    """Each gate run rebuilds the Data Docs index from every result kept: Data Docs keep the
+    newest ``CW_DATA_DOCS_RUNS`` runs of each suite, the warehouse every result."""
+    store = settings.EXPECTATIONS_DIR / "uncommitted" / "validations"
+    pages = quality.data_docs_index().parent / "validations"
+    monkeypatch.setenv(quality.RUNS_KEPT_ENV, "0")
+    with pytest.raises(ValueError, match="CW_DATA_DOCS_RUNS='0'"):
+        quality.validate()
+    monkeypatch.setenv(quality.RUNS_KEPT_ENV, "2")
+    before = {run.relative_to(store) for run in store.glob("*/*/*")}
+    reports = [quality.validate() for _ in range(3)]
+
+    kept = {run.relative_to(store) for run in store.glob("*/*/*")}
+    suites = {run.parts[0] for run in kept}
+    assert len(suites) == 20 and len(kept) == 2 * len(suites)
+    shown = {page.parent.relative_to(pages) for page in pages.glob("*/*/*/*.html")}
+    assert shown == kept
+    index = quality.data_docs_index().read_text()
+    assert all(run.as_posix() in index for run in kept)
+    assert before and not any(run.as_posix() in index for run in before - kept)
+    with psycopg.connect(published) as conn:
+        recorded = {
+            str(run_id)
+            for (run_id,) in conn.execute("select distinct run_id from quality.validation_results")
+        }
+    assert {r.run_id for r in reports} <= recorded and len(recorded) > 3
