@@ -51,7 +51,12 @@ _NODE_XCOM_FIELDS = {
 def node_result_key(unique_id: str) -> str:
     """The producer's one XCom per watched dbt node: its status, dbt event and compiled SQL,
     its tests' aggregate status and each of its tests' dbt event."""
-    return f"{unique_id.replace('.', '__')}_result"
+    return f"{_xcom_prefix(unique_id)}_result"
+
+
+def _xcom_prefix(unique_id: str) -> str:
+    """How Cosmos names a dbt node in its XCom keys."""
+    return unique_id.replace(".", "__")
 
 
 def _split_node_xcom_key(key: str) -> tuple[str, str] | None:
@@ -86,7 +91,7 @@ class HeldXComs:
         self._watched = watched
         # Cosmos' key prefix of each watched node and of each of their tests, to its unique id.
         self._held_nodes = {
-            held.replace(".", "__"): held
+            _xcom_prefix(held): held
             for node, tests in (watched or {}).items()
             for held in (node, *tests)
         }
@@ -149,7 +154,7 @@ class NodeResults:
     def __init__(self, ti: Any, producer_task_id: str, unique_id: str, result: dict) -> None:
         self._ti = ti
         self._producer_task_id = producer_task_id
-        self._prefix = unique_id.replace(".", "__")
+        self._prefix = _xcom_prefix(unique_id)
         self._result = result
 
     def __getattr__(self, name: str) -> Any:
