@@ -16,10 +16,8 @@ import ctypes
 import ctypes.util
 import functools
 import logging
-import queue
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +28,7 @@ from psycopg import sql
 from civic_warehouse import settings
 from civic_warehouse.catalog import SourceConfig
 from civic_warehouse.connectors.base import JsonArray, Page, Query
+from civic_warehouse.page_feed import PageFeed
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ class LoadResult:
     rejected: int
     deleted: int
     watermark: str | None
+    parsed_ahead: int  # pages parsed by the parsing sessions, ahead of the transaction
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -94,7 +94,9 @@ def ensure_bookkeeping(conn: psycopg.Connection) -> None:
     # object at the same moment, as extracts of several sources on several workers do: serialise
     # this DDL with a lock held until the caller's transaction ends.
     conn.execute("select pg_advisory_xact_lock(hashtext('civic_warehouse.raw ddl'))")
-    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
+    # Creating a schema needs a right on the database, which a role given just the raw schema lacks.
+    if conn.execute("select to_regnamespace(%s) is null", [RAW]).fetchone()[0]:
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
     conn.execute(
         sql.SQL(
             """
@@ -175,7 +177,17 @@ def load(
     with conn.transaction():
         # A transaction of its own, so the DDL lock is not held while the batch loads.
         ensure_raw_tables(conn, source)
-    with conn.transaction():
+    batch = {"source": source.name, "batch": batch_id, "scope": scope, "at": started_at}
+    feed = PageFeed(
+        conn,
+        pages,
+        functools.partial(_stage_page, source, updated_at),
+        sessions=settings.load_parse_sessions(),
+        # Times without an offset are the source's local time, as PostgreSQL reads them there.
+        session_settings={"TimeZone": source.timezone},
+    )
+    # The feed's staged pages are dropped once the transaction ended and released them.
+    with feed, conn.transaction():
         # Counting the batch's keys sorts or hashes them: in memory rather than in temporary files.
         conn.execute("set local work_mem = '256MB'")
         # Every valid record's key and time (``_seen``), and every upsert (``_written``): small
@@ -194,15 +206,16 @@ def load(
             [source.name, scope],
         )
         statements = _page_statements(source)
-        batch = {"source": source.name, "batch": batch_id, "scope": scope, "at": started_at}
-        # Times without an offset are the source's local time, as PostgreSQL reads them here.
         zone = conn.execute("select current_setting('TimeZone')").fetchone()[0]
         conn.execute("select set_config('TimeZone', %s, true)", [source.timezone])
         page_count = received = 0
-        for page in _read_ahead(pages):
+        for page, staged in feed:
             page_count += 1
             received += len(page)
-            _load_page(conn, source, statements, batch, page, updated_at)
+            if staged is None:
+                _load_page(conn, source, statements, batch, page, updated_at)
+            else:
+                _upsert(conn, _page_statements(source, staged), {**batch, "page": page.number})
         conn.execute("select set_config('TimeZone', %s, true)", [zone])
         rejected, inserted, updated, distinct = _count(conn, source, scope, batch_id)
         deleted = _mark_deleted(conn, source) if reconcile else 0
@@ -238,6 +251,7 @@ def load(
         rejected=rejected,
         deleted=deleted,
         watermark=new_watermark.isoformat() if new_watermark else None,
+        parsed_ahead=feed.staged,
     )
     log.info("loaded %s", result.as_dict())
     return result
@@ -267,56 +281,6 @@ def _large_buffers_off_the_heap() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER))
 
 
-# Pages fetched ahead of the one being loaded: enough to hide a request's latency, few enough
-# that memory holds a handful of pages whatever the size of the load.
-READ_AHEAD = 2
-_END = object()
-
-
-def _read_ahead(pages: Iterable[Page], depth: int = READ_AHEAD) -> Iterator[Page]:
-    """``pages``, fetched by a background thread while the caller works on the previous ones.
-
-    The fetching thread's failure is raised here, in the loading thread, where the transaction
-    rolls back. If loading fails instead, the thread stops at its next page.
-    """
-    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def hand_over(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fetch() -> None:
-        iterator = iter(pages)
-        try:
-            for page in iterator:
-                if not hand_over(page):
-                    return
-            hand_over(_END)
-        except BaseException as err:  # re-raised in the loading thread
-            hand_over(err)
-        finally:
-            close = getattr(iterator, "close", None)
-            if close:
-                close()  # a generator's own cleanup (open responses, sessions) runs here
-
-    thread = threading.Thread(target=fetch, name="read-ahead", daemon=True)
-    thread.start()
-    try:
-        while (item := ready.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        # Not joined: the thread may be inside a request; it stops as soon as that returns.
-        stop.set()
-
-
 def _load_page(
     conn: psycopg.Connection,
     source: SourceConfig,
@@ -325,15 +289,15 @@ def _load_page(
     page: Page,
     updated_at: UpdatedAt | None,
 ) -> None:
-    """Upsert one page's records, keep its rejects.
+    """Upsert one page's records as served, keep its rejects.
 
     A page kept as served has its last-change times read by PostgreSQL. A time PostgreSQL cannot
     read fails the statement; the page is then read again in Python, where the connector's
     ``updated_at`` says what is wrong with each such record, and they are rejected.
     """
-    if isinstance(page.served, JsonArray) and updated_at:
+    if _times_read_in_sql(page, updated_at):
         try:
-            _upsert(conn, statements, _parameters(batch, page, read_in_sql=True))
+            _upsert(conn, statements, _parameters(source, batch, page, updated_at))
             return
         except psycopg.errors.DataError as err:
             log.warning(
@@ -344,6 +308,36 @@ def _load_page(
                 err.diag.message_primary,
             )
         page = Page(page.number, page.url, page.records)
+    _upsert(conn, statements, _parameters(source, batch, page, updated_at))
+
+
+def _stage_page(
+    source: SourceConfig,
+    updated_at: UpdatedAt | None,
+    session: psycopg.Connection,
+    table: sql.Identifier,
+    page: Page,
+) -> None:
+    """Parse, key and time one page into ``table``, in a parsing session (see ``page_feed``).
+
+    What the transaction would do first with the page as served; a time PostgreSQL cannot read
+    fails it, and the transaction then loads the page itself.
+    """
+    statement = sql.SQL("create unlogged table {} as {}").format(table, _served(source))
+    session.execute(statement, _parameters(source, {}, page, updated_at))
+
+
+def _times_read_in_sql(page: Page, updated_at: UpdatedAt | None) -> bool:
+    return isinstance(page.served, JsonArray) and updated_at is not None
+
+
+def _parameters(
+    source: SourceConfig, batch: dict[str, Any], page: Page, updated_at: UpdatedAt | None
+) -> dict[str, Any]:
+    """The page statement's parameters: the batch, the page's body and where its times come from."""
+    parameters = {**batch, "body": page.json_array(), "page": page.number}
+    if _times_read_in_sql(page, updated_at):
+        return {**parameters, "read_in_sql": True, "updated": None, "unreadable": None}
     stamps: list[str | None] = []
     errors: list[str | None] = []
     for record in page.records if updated_at else ():
@@ -356,8 +350,7 @@ def _load_page(
                 error = f"unreadable {source.updated_field}: {err}"
         stamps.append(stamp)
         errors.append(error)
-    parameters = _parameters(batch, page, read_in_sql=False, updated=stamps, unreadable=errors)
-    _upsert(conn, statements, parameters)
+    return {**parameters, "read_in_sql": False, "updated": stamps, "unreadable": errors}
 
 
 def _upsert(
@@ -375,39 +368,13 @@ def _upsert(
             conn.execute(latest, parameters)
 
 
-def _parameters(
-    batch: dict[str, Any],
-    page: Page,
-    read_in_sql: bool,
-    updated: list[str | None] | None = None,
-    unreadable: list[str | None] | None = None,
-) -> dict[str, Any]:
-    return {
-        **batch,
-        "body": page.json_array(),
-        "page": page.number,
-        "read_in_sql": read_in_sql,
-        "updated": updated,
-        "unreadable": unreadable,
-    }
-
-
-def _page_statements(source: SourceConfig) -> tuple[sql.Composed, sql.Composed]:
-    """The page statement upserting every record as it comes, and the one keeping only each
-    key's latest version in the page."""
-    return _page_statement(source, latest_only=False), _page_statement(source, latest_only=True)
-
-
-def _page_statement(source: SourceConfig, latest_only: bool) -> sql.Composed:
-    """One page (a JSON array): its records keyed and timed, upserted, or rejected with a reason.
+def _served(source: SourceConfig) -> sql.Composed:
+    """One page as served (a JSON array): each record with its position, key, last-change time,
+    and the reason it is rejected, if it is.
 
     ``read_in_sql``: take each record's last-change time from its updated field (text in ISO
-    8601; without an offset it is local to the source: the session's time zone while loading).
-    Otherwise ``updated`` holds them by position, and ``unreadable`` why one could not be read.
-
-    Pages are upserted one after the other, so a key served again on a later page (rows that
-    shifted while paging) is just upserted again: the latest version wins, by last-change time
-    and then by page and position, exactly as if the batch had been sorted as a whole.
+    8601; without an offset it is local to the source: the session's time zone). Otherwise
+    ``updated`` holds them by position, and ``unreadable`` why one could not be read.
     """
     field_values = [sql.SQL("record ->> {}").format(sql.Literal(f)) for f in source.business_key]
     key = sql.SQL("concat_ws('|', {})").format(sql.SQL(", ").join(field_values))
@@ -421,12 +388,13 @@ def _page_statement(source: SourceConfig, latest_only: bool) -> sql.Composed:
     )
     return sql.SQL(
         """
-        with served as (
-            select value as record, ordinality::integer - 1 as position
-            from jsonb_array_elements(convert_from(%(body)b, 'UTF8')::jsonb) with ordinality
-        ),
-
-        read as (
+        select
+            record,
+            position,
+            reason,
+            record_key,
+            case when reason is null then stamp::timestamptz end as updated_at
+        from (
             select
                 record,
                 position,
@@ -452,18 +420,44 @@ def _page_statement(source: SourceConfig, latest_only: bool) -> sql.Composed:
                     when record ->> {field} like '____-__-__%%' then record ->> {field}
                     else 'not an ISO 8601 time: ' || (record ->> {field})
                 end as stamp
-            from served
-        ),
+            from (
+                select value as record, ordinality::integer - 1 as position
+                from jsonb_array_elements(convert_from(%(body)b, 'UTF8')::jsonb) with ordinality
+            ) as served
+        ) as read
+        """
+    ).format(key=key, missing=missing, field=sql.Literal(source.updated_field or ""))
 
-        timed as (
-            select
-                record,
-                position,
-                reason,
-                record_key,
-                case when reason is null then stamp::timestamptz end as updated_at
-            from read
-        ),
+
+def _page_statements(
+    source: SourceConfig, staged: sql.Identifier | None = None
+) -> tuple[sql.Composed, sql.Composed]:
+    """The page statement upserting every record as it comes, and the one keeping only each
+    key's latest version in the page: of the page as served, or of the table it was staged in."""
+    if staged is None:
+        # Read three times: parsed once, kept in memory.
+        records = sql.SQL("materialized ({})").format(_served(source))
+    else:
+        # Reading the staged table three times costs less than copying it into memory.
+        records = sql.SQL("not materialized (table {})").format(staged)
+    return (
+        _page_statement(source, records, latest_only=False),
+        _page_statement(source, records, latest_only=True),
+    )
+
+
+def _page_statement(
+    source: SourceConfig, records: sql.Composable, latest_only: bool
+) -> sql.Composed:
+    """One page's records upserted, or rejected with their reason.
+
+    Pages are upserted one after the other, so a key served again on a later page (rows that
+    shifted while paging) is just upserted again: the latest version wins, by last-change time
+    and then by page and position, exactly as if the batch had been sorted as a whole.
+    """
+    return sql.SQL(
+        """
+        with timed as {records},
 
         rejected as (
             insert into {rejects}
@@ -510,9 +504,7 @@ def _page_statement(source: SourceConfig, latest_only: bool) -> sql.Composed:
         select record_key, inserted from merged
         """
     ).format(
-        key=key,
-        missing=missing,
-        field=sql.Literal(source.updated_field or ""),
+        records=records,
         rejects=sql.Identifier(RAW, "_rejects"),
         table=sql.Identifier(RAW, source.raw_table),
         distinct=sql.SQL("distinct on (record_key)" if latest_only else ""),
@@ -538,10 +530,15 @@ def _count(
     ).fetchone()[0]
     if rejected:
         log.warning("source %s: %d record(s) rejected, see %s._rejects", source.name, rejected, RAW)
-    inserted, written = conn.execute(
-        "select count(*) filter (where inserted), count(distinct record_key) from _written"
+    seen, distinct = conn.execute(
+        "select count(*), count(distinct record_key) from _seen"
     ).fetchone()
-    distinct = conn.execute("select count(distinct record_key) from _seen").fetchone()[0]
+    # Counting distinct keys sorts them (most of a second for a million): when no key was served
+    # twice, none was written twice either.
+    written_keys = "count(*)" if seen == distinct else "count(distinct record_key)"
+    inserted, written = conn.execute(
+        f"select count(*) filter (where inserted), {written_keys} from _written"
+    ).fetchone()
     return rejected, inserted, written - inserted, distinct
 
 

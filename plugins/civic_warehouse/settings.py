@@ -60,3 +60,8 @@ def airflow_environ() -> dict[str, str]:
             p for p in (str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p
         ),
     }
+
+
+def load_parse_sessions() -> int:
+    """Database sessions parsing an extract's pages ahead of its loading transaction (0: none)."""
+    return int(os.environ.get("CW_LOAD_PARSE_SESSIONS", "2"))

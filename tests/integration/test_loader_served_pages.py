@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -129,3 +130,69 @@ def test_when_loading_fails_the_pages_are_no_longer_fetched(conn):
     assert len(fetched) < 10
     exists = conn.execute("select to_regclass('raw.calls_for_service')").fetchone()[0]
     assert exists is None or raw_rows(conn) == {}
+
+
+def landed(conn) -> tuple[list, list]:
+    """The raw rows and rejects of the load, without what differs between batches."""
+    rows = conn.execute(
+        "select record_key, record, request_page, source_updated_at, deleted_at"
+        " from raw.calls_for_service order by record_key"
+    ).fetchall()
+    rejects = conn.execute(
+        "select request_page, position, reason, payload from raw._rejects order by 1, 2"
+    ).fetchall()
+    return rows, rejects
+
+
+def test_pages_parsed_ahead_land_exactly_as_the_transaction_alone_lands_them(conn, monkeypatch):
+    def pages() -> list[Page]:
+        made = []
+        for number in range(1, 13):
+            records = [call(f"P{number}-{i}", note=f"n{i}") for i in range(40)]
+            # a key served on every page, its version newest on page 6
+            hours = 18 if number == 6 else 9 + number % 5
+            records.append(call("EVERY", updated=f"2026-05-01T{hours:02d}:00:00Z", page=number))
+            if number == 3:
+                records += [{"priority": "2"}, ["not", "an", "object"]]  # rejected in SQL
+            if number == 5:
+                records.append(call("LATE", updated="yesterday"))  # unreadable: read in Python
+            if number == 8:
+                records += [call("TWICE", note="first"), call("TWICE", note="second")]
+            made.append(served(number, records))
+        return made
+
+    results = {}
+    for sessions in ("0", "2"):
+        monkeypatch.setenv("CW_LOAD_PARSE_SESSIONS", sessions)
+        conn.execute("drop schema if exists raw cascade")
+        conn.commit()
+        results[sessions] = (loader.load(conn, SOURCE, SCOPE, pages(), UPDATED_AT), landed(conn))
+
+    slow_upsert = loader._upsert
+
+    def slow(*args, **kwargs):
+        time.sleep(0.03)  # a transaction slower than parsing, as under a large load
+        return slow_upsert(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "_upsert", slow)
+    conn.execute("drop schema raw cascade")
+    conn.commit()
+    results["2, slow"] = (loader.load(conn, SOURCE, SCOPE, pages(), UPDATED_AT), landed(conn))
+
+    alone, alone_landed = results["0"]
+    assert alone.parsed_ahead == 0
+    assert (alone.received, alone.rejected, alone.duplicates) == (12 * 41 + 5, 3, 12)
+    assert alone_landed[0][0][1]["page"] == 6  # EVERY's newest version
+    for sessions in ("2", "2, slow"):
+        result, what_landed = results[sessions]
+        assert what_landed == alone_landed, sessions
+        counts = ("received", "inserted", "updated", "unchanged", "duplicates", "rejected")
+        assert [getattr(result, c) for c in counts] == [getattr(alone, c) for c in counts]
+        assert result.watermark == alone.watermark
+    assert results["2, slow"][0].parsed_ahead >= 8
+    assert (
+        conn.execute(
+            "select count(*) from pg_namespace where nspname like 'raw\\_load\\_%'"
+        ).fetchone()[0]
+        == 0
+    )

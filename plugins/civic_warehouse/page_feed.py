@@ -1,0 +1,262 @@
+"""The pages of one load, fetched ahead in a thread and parsed ahead in database sessions of their own.
+
+A load commits in one transaction, so one PostgreSQL backend does its writing; left alone, that
+backend would also turn every page's JSON into ``jsonb``, which is most of its work. Parsing
+sessions take pages as they arrive and stage each, parsed, keyed and timed, in an unlogged table
+of the load's own schema; the loading transaction then reads the parsed page from there. When no
+page is staged yet, the loading transaction takes the next one itself, so the parsing sessions can
+only add to its speed; a page that could not be staged (a time PostgreSQL cannot read, a lost
+session) is loaded as served, by the transaction.
+
+The staging schema is dropped when the load ends, committed or not. A load that was killed leaves
+its schema behind: the next load on the same server drops it (each load holds a lock on its schema
+for as long as it runs, so a schema nobody holds is a dead load's).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from civic_warehouse import settings
+from civic_warehouse.connectors.base import Page
+
+log = logging.getLogger(__name__)
+
+# Pages fetched ahead of the one being loaded, besides those being parsed: enough to hide a
+# request's latency, few enough that memory holds a handful of pages whatever the load's size.
+READ_AHEAD = 2
+STAGING_PREFIX = f"{settings.RAW_SCHEMA}_load_"
+# The first key of the advisory lock a load holds on its staging schema (the second: the name's).
+_LOCK_SPACE = "civic_warehouse.page staging"
+# A parsing session waits this long for a lock before giving up its page to the transaction.
+_PARSER_LOCK_TIMEOUT = "10s"
+
+# Stages one page: (session, table to create, page). Raises psycopg.Error if it cannot.
+Stage = Callable[[psycopg.Connection, sql.Identifier, Page], None]
+
+
+@dataclass
+class _Slot:
+    page: Page | None = None  # None: the pages ended
+    error: BaseException | None = None  # fetching failed here
+    state: str = "queued"  # queued -> parsing -> staged | failed, or queued -> taken
+    table: sql.Identifier | None = None
+
+
+class PageFeed:
+    """Iterate over ``(page, staged table or None)`` in the pages' order.
+
+    ``stage`` runs in up to ``sessions`` parsing sessions (0: none, the transaction parses every
+    page). Use as a context manager around the loading transaction, so that the staged tables are
+    dropped after it ended and released them.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        pages: Iterable[Page],
+        stage: Stage,
+        sessions: int,
+        session_settings: dict[str, str] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._pages = pages
+        self._stage = stage
+        self._sessions = sessions
+        self._settings = session_settings or {}
+        self._schema = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        self._slots: dict[int, _Slot] = {}
+        self._fetched = 0  # slots appended
+        self._consumed = 0  # slots handed to the transaction
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._keeper: psycopg.Connection | None = None
+        self._parsers: list[threading.Thread] = []
+        self.staged = 0  # pages the transaction read staged
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def __enter__(self) -> PageFeed:
+        if self._sessions > 0:
+            self._keeper = self._open_session("keeping the staging schema")
+        if self._keeper is not None and not self._create_staging():
+            self._keeper.close()
+            self._keeper = None
+        if self._keeper is not None:
+            for number in range(self._sessions):
+                thread = threading.Thread(target=self._parse, name=f"parse-{number}", daemon=True)
+                thread.start()
+                self._parsers.append(thread)
+        threading.Thread(target=self._fetch, name="read-ahead", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        # The fetching thread is not joined: it may be inside a request; it stops after it.
+        for thread in self._parsers:
+            thread.join()
+        if self._keeper is not None:
+            try:
+                _drop_staging(self._keeper, self._schema)
+            finally:
+                self._keeper.close()
+
+    def _create_staging(self) -> bool:
+        try:
+            _drop_dead_staging(self._keeper)
+            self._keeper.execute(
+                "select pg_advisory_lock(hashtext(%s), hashtext(%s))", [_LOCK_SPACE, self._schema]
+            )
+            self._keeper.execute(sql.SQL("create schema {}").format(sql.Identifier(self._schema)))
+        except psycopg.Error as err:  # e.g. a role that may not create schemas
+            log.warning("no staging schema (%s): parsing in the transaction", err)
+            return False
+        return True
+
+    def _open_session(self, purpose: str) -> psycopg.Connection | None:
+        info = self._conn.info
+        try:
+            session = psycopg.connect(
+                info.dsn, autocommit=True, **({"password": info.password} if info.password else {})
+            )
+        except psycopg.Error as err:
+            log.warning("no database session for %s (%s): parsing in the transaction", purpose, err)
+            return None
+        # Staged pages are disposable: their commits need not wait for the disk.
+        session.execute("set synchronous_commit = off")
+        session.execute(sql.SQL("set lock_timeout = {}").format(sql.Literal(_PARSER_LOCK_TIMEOUT)))
+        for name, value in self._settings.items():
+            session.execute("select set_config(%s, %s, false)", [name, value])
+        return session
+
+    # -- the transaction's side ----------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[tuple[Page, sql.Identifier | None]]:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._consumed in self._slots)
+                slot = self._slots[self._consumed]
+                if slot.state == "queued":
+                    slot.state = "taken"
+                while slot.state == "parsing":
+                    self._cond.wait()
+            if slot.error is not None:
+                raise slot.error
+            if slot.page is None:
+                return
+            table = slot.table if slot.state == "staged" else None
+            self.staged += table is not None
+            yield slot.page, table
+            with self._cond:
+                del self._slots[self._consumed]
+                self._consumed += 1
+                self._cond.notify_all()
+
+    # -- the fetching thread -------------------------------------------------------------------
+
+    def _fetch(self) -> None:
+        iterator = iter(self._pages)
+        try:
+            for page in iterator:
+                if not self._append(_Slot(page=page)):
+                    return
+            self._append(_Slot())
+        except BaseException as err:  # raised in the loading thread
+            self._append(_Slot(error=err))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close:
+                close()  # a generator's own cleanup (open responses, sessions) runs here
+
+    def _append(self, slot: _Slot) -> bool:
+        ahead = READ_AHEAD + len(self._parsers)
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._stop.is_set() or self._fetched - self._consumed < ahead
+            )
+            if self._stop.is_set():
+                return False
+            self._slots[self._fetched] = slot
+            self._fetched += 1
+            self._cond.notify_all()
+            return True
+
+    # -- the parsing threads -------------------------------------------------------------------
+
+    def _parse(self) -> None:
+        session = self._open_session("parsing pages")
+        if session is None:
+            return
+        with session:
+            while (claimed := self._claim()) is not None:
+                number, slot = claimed
+                table = sql.Identifier(self._schema, f"page_{number}")
+                try:
+                    self._stage(session, table, slot.page)
+                    state = "staged"
+                except Exception as err:
+                    # The transaction loads the page instead, and says why if it fails there too.
+                    log.debug("page %s not staged: %s", slot.page.number, err)
+                    state = "failed"
+                with self._cond:
+                    slot.table, slot.state = table, state
+                    self._cond.notify_all()
+                if session.closed or session.broken:
+                    return
+
+    def _claim(self) -> tuple[int, _Slot] | None:
+        """The first page nobody took yet, marked as being parsed; None once there is none left."""
+        with self._cond:
+            while not self._stop.is_set():
+                for number in range(self._consumed, self._fetched):
+                    slot = self._slots[number]
+                    if slot.page is None:
+                        return None  # the pages ended, or fetching failed
+                    if slot.state == "queued":
+                        slot.state = "parsing"
+                        return number, slot
+                self._cond.wait()
+        return None
+
+
+def _drop_staging(session: psycopg.Connection, schema: str) -> None:
+    try:
+        session.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+    except psycopg.Error as err:  # the next load drops it (this session's lock ends with it)
+        log.warning("could not drop %s now (%s): the next load will", schema, err)
+
+
+def _drop_dead_staging(session: psycopg.Connection) -> None:
+    """Drop the staging schemas of loads that were killed (no session holds their lock)."""
+    schemas = session.execute(
+        "select nspname from pg_namespace where starts_with(nspname, %s)", [STAGING_PREFIX]
+    ).fetchall()
+    for (schema,) in schemas:
+        with session.transaction():
+            dead = session.execute(
+                "select pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+                [_LOCK_SPACE, schema],
+            ).fetchone()[0]
+            if dead:
+                log.info("dropping %s, left by a load that did not finish", schema)
+                session.execute(
+                    sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema))
+                )
+
+
+def staging_schemas(conn: psycopg.Connection) -> list[str]:
+    """The staging schemas on the server (each belongs to a running or a killed load)."""
+    rows = conn.execute(
+        "select nspname from pg_namespace where starts_with(nspname, %s) order by 1",
+        [STAGING_PREFIX],
+    ).fetchall()
+    return [name for (name,) in rows]
