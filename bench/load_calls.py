@@ -486,9 +486,12 @@ def check_rows(server: Server, name: str, schema: str, table: str, expected: int
 
 
 def fresh(server: Server, *schemas: str) -> None:
-    """Drop the schemas a tool writes, and flush the previous load's dirty pages."""
+    """Drop the schemas a tool writes, and flush the previous load's dirty pages: the server's
+    (a checkpoint) and the system's (the pages and CSV just written, the previous tool's files),
+    so that no tool pays for writing out what came before it."""
     drops = [f'drop schema if exists "{schema}" cascade' for schema in schemas]
     bench_sql(server, *drops, "checkpoint")
+    os.sync()
 
 
 # --------------------------------------------------------------------------------------------

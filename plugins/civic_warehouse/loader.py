@@ -181,12 +181,12 @@ def load(
     feed = PageFeed(
         conn,
         pages,
+        functools.partial(_create_staging, source),
         functools.partial(_stage_page, source, updated_at),
         sessions=settings.load_parse_sessions(),
         # Times without an offset are the source's local time, as PostgreSQL reads them there.
         session_settings={"TimeZone": source.timezone},
     )
-    # The feed's staged pages are dropped once the transaction ended and released them.
     with feed, conn.transaction():
         # Counting the batch's keys sorts or hashes them: in memory rather than in temporary files.
         conn.execute("set local work_mem = '256MB'")
@@ -215,8 +215,10 @@ def load(
             if staged is None:
                 _load_page(conn, source, statements, batch, page, updated_at)
             else:
-                _upsert(conn, _page_statements(source, staged), {**batch, "page": page.number})
+                staged_statements = _page_statements(source, (feed.table, staged))
+                _upsert(conn, staged_statements, {**batch, "page": page.number})
         conn.execute("select set_config('TimeZone', %s, true)", [zone])
+        feed.drop_staging(conn)
         rejected, inserted, updated, distinct = _count(conn, source, scope, batch_id)
         deleted = _mark_deleted(conn, source) if reconcile else 0
         new_watermark = _advance_watermark(conn, source)
@@ -311,11 +313,27 @@ def _load_page(
     _upsert(conn, statements, _parameters(source, batch, page, updated_at))
 
 
+def _create_staging(
+    source: SourceConfig, session: psycopg.Connection, table: sql.Identifier
+) -> None:
+    """The table pages are parsed into ahead of the transaction (see ``page_feed``): the columns
+    of ``_served``, under each page's place in the load."""
+    session.execute(
+        sql.SQL(
+            "create unlogged table {} as select 0 as place, * from ({}) as served with no data"
+        ).format(table, _served(source)),
+        # no rows: only the columns' types are read
+        _parameters(source, {}, Page(0, "", []), None),
+    )
+    session.execute(sql.SQL("create index on {} (place)").format(table))
+
+
 def _stage_page(
     source: SourceConfig,
     updated_at: UpdatedAt | None,
     session: psycopg.Connection,
     table: sql.Identifier,
+    place: int,
     page: Page,
 ) -> None:
     """Parse, key and time one page into ``table``, in a parsing session (see ``page_feed``).
@@ -323,7 +341,9 @@ def _stage_page(
     What the transaction would do first with the page as served; a time PostgreSQL cannot read
     fails it, and the transaction then loads the page itself.
     """
-    statement = sql.SQL("create unlogged table {} as {}").format(table, _served(source))
+    statement = sql.SQL("insert into {} select {}, * from ({}) as served").format(
+        table, sql.Literal(place), _served(source)
+    )
     session.execute(statement, _parameters(source, {}, page, updated_at))
 
 
@@ -430,16 +450,16 @@ def _served(source: SourceConfig) -> sql.Composed:
 
 
 def _page_statements(
-    source: SourceConfig, staged: sql.Identifier | None = None
+    source: SourceConfig, staged: tuple[sql.Identifier, int] | None = None
 ) -> tuple[sql.Composed, sql.Composed]:
     """The page statement upserting every record as it comes, and the one keeping only each
-    key's latest version in the page: of the page as served, or of the table it was staged in."""
+    key's latest version in the page: of the page as served, or as staged (table, place)."""
     if staged is None:
-        # Read three times: parsed once, kept in memory.
-        records = sql.SQL("materialized ({})").format(_served(source))
+        records = sql.SQL("({})").format(_served(source))
     else:
-        # Reading the staged table three times costs less than copying it into memory.
-        records = sql.SQL("not materialized (table {})").format(staged)
+        records = sql.SQL(
+            "(select record, position, reason, record_key, updated_at from {} where place = {})"
+        ).format(staged[0], sql.Literal(staged[1]))
     return (
         _page_statement(source, records, latest_only=False),
         _page_statement(source, records, latest_only=True),

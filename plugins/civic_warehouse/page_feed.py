@@ -3,14 +3,18 @@
 A load commits in one transaction, so one PostgreSQL backend does its writing; left alone, that
 backend would also turn every page's JSON into ``jsonb``, which is most of its work. Parsing
 sessions take pages as they arrive and stage each, parsed, keyed and timed, in an unlogged table
-of the load's own schema; the loading transaction then reads the parsed page from there. When no
-page is staged yet, the loading transaction takes the next one itself, so the parsing sessions can
-only add to its speed; a page that could not be staged (a time PostgreSQL cannot read, a lost
-session) is loaded as served, by the transaction.
+of the load's own schema, under the page's place in the load; the loading transaction then reads
+the parsed page from there. One table for all the pages: a table per page would take a lock per
+page in the transaction, and a large load would run out of the server's lock table.
 
-The staging schema is dropped when the load ends, committed or not. A load that was killed leaves
-its schema behind: the next load on the same server drops it (each load holds a lock on its schema
-for as long as it runs, so a schema nobody holds is a dead load's).
+When no page is staged yet, the loading transaction takes the next one itself, so the parsing
+sessions can only add to its speed; a page that could not be staged (a time PostgreSQL cannot
+read, a lost session) is loaded as served, by the transaction.
+
+The loading transaction drops the staging schema once it read every page; if it fails, the feed
+drops it after the rollback. A load that was killed leaves its schema behind: the next load on the
+same server drops it (each load holds a lock on its schema for as long as it runs, so a schema
+nobody holds is a dead load's).
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ _LOCK_SPACE = "civic_warehouse.page staging"
 # A parsing session waits this long for a lock before giving up its page to the transaction.
 _PARSER_LOCK_TIMEOUT = "10s"
 
-# Stages one page: (session, table to create, page). Raises psycopg.Error if it cannot.
-Stage = Callable[[psycopg.Connection, sql.Identifier, Page], None]
+# Creates the staging table: (session, table).
+CreateStaging = Callable[[psycopg.Connection, sql.Identifier], None]
+# Stages one page: (session, staging table, the page's place in the load, page).
+Stage = Callable[[psycopg.Connection, sql.Identifier, int, Page], None]
 
 
 @dataclass
@@ -47,31 +53,34 @@ class _Slot:
     page: Page | None = None  # None: the pages ended
     error: BaseException | None = None  # fetching failed here
     state: str = "queued"  # queued -> parsing -> staged | failed, or queued -> taken
-    table: sql.Identifier | None = None
 
 
 class PageFeed:
-    """Iterate over ``(page, staged table or None)`` in the pages' order.
+    """Iterate over ``(page, its place in the load if it is staged, else None)``, in order.
 
-    ``stage`` runs in up to ``sessions`` parsing sessions (0: none, the transaction parses every
-    page). Use as a context manager around the loading transaction, so that the staged tables are
-    dropped after it ended and released them.
+    ``create`` makes the staging table (``table``), and ``stage`` stages a page in it, in up to
+    ``sessions`` parsing sessions (0: none, the transaction parses every page). Use as a context
+    manager around the loading transaction, and call ``drop_staging`` in the transaction after
+    the last page.
     """
 
     def __init__(
         self,
         conn: psycopg.Connection,
         pages: Iterable[Page],
+        create: CreateStaging,
         stage: Stage,
         sessions: int,
         session_settings: dict[str, str] | None = None,
     ) -> None:
         self._conn = conn
         self._pages = pages
+        self._create = create
         self._stage = stage
         self._sessions = sessions
         self._settings = session_settings or {}
         self._schema = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        self.table = sql.Identifier(self._schema, "pages")
         self._slots: dict[int, _Slot] = {}
         self._fetched = 0  # slots appended
         self._consumed = 0  # slots handed to the transaction
@@ -80,6 +89,7 @@ class PageFeed:
         self._keeper: psycopg.Connection | None = None
         self._parsers: list[threading.Thread] = []
         self.staged = 0  # pages the transaction read staged
+        self._dropped = False
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -98,17 +108,32 @@ class PageFeed:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._stop_parsing()
+        if self._keeper is not None:
+            try:
+                if not self._dropped:
+                    _drop_staging(self._keeper, self._schema)
+            finally:
+                self._keeper.close()
+
+    def drop_staging(self, conn: psycopg.Connection) -> None:
+        """Drop the staging schema in the loading transaction, once it read every page.
+
+        The transaction holds a lock on the staging table until it ends, which may be later
+        than the load (a caller's own transaction): a session of the feed would wait for it.
+        """
+        self._stop_parsing()
+        if self._keeper is not None:
+            conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(self._schema)))
+            self._dropped = True
+
+    def _stop_parsing(self) -> None:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         # The fetching thread is not joined: it may be inside a request; it stops after it.
         for thread in self._parsers:
             thread.join()
-        if self._keeper is not None:
-            try:
-                _drop_staging(self._keeper, self._schema)
-            finally:
-                self._keeper.close()
 
     def _create_staging(self) -> bool:
         try:
@@ -117,6 +142,7 @@ class PageFeed:
                 "select pg_advisory_lock(hashtext(%s), hashtext(%s))", [_LOCK_SPACE, self._schema]
             )
             self._keeper.execute(sql.SQL("create schema {}").format(sql.Identifier(self._schema)))
+            self._create(self._keeper, self.table)
         except psycopg.Error as err:  # e.g. a role that may not create schemas
             log.warning("no staging schema (%s): parsing in the transaction", err)
             return False
@@ -140,7 +166,7 @@ class PageFeed:
 
     # -- the transaction's side ----------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[tuple[Page, sql.Identifier | None]]:
+    def __iter__(self) -> Iterator[tuple[Page, int | None]]:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._consumed in self._slots)
@@ -153,9 +179,9 @@ class PageFeed:
                 raise slot.error
             if slot.page is None:
                 return
-            table = slot.table if slot.state == "staged" else None
-            self.staged += table is not None
-            yield slot.page, table
+            staged = slot.state == "staged"
+            self.staged += staged
+            yield slot.page, self._consumed if staged else None
             with self._cond:
                 del self._slots[self._consumed]
                 self._consumed += 1
@@ -199,16 +225,15 @@ class PageFeed:
         with session:
             while (claimed := self._claim()) is not None:
                 number, slot = claimed
-                table = sql.Identifier(self._schema, f"page_{number}")
                 try:
-                    self._stage(session, table, slot.page)
+                    self._stage(session, self.table, number, slot.page)
                     state = "staged"
                 except Exception as err:
                     # The transaction loads the page instead, and says why if it fails there too.
                     log.debug("page %s not staged: %s", slot.page.number, err)
                     state = "failed"
                 with self._cond:
-                    slot.table, slot.state = table, state
+                    slot.state = state
                     self._cond.notify_all()
                 if session.closed or session.broken:
                     return

@@ -34,34 +34,50 @@ def page(number: int) -> Page:
     return Page(number, f"u{number}", JsonArray(json.dumps(records).encode(), len(records)))
 
 
-def stage(session: psycopg.Connection, table: sql.Identifier, page: Page) -> None:
+def create(session: psycopg.Connection, table: sql.Identifier) -> None:
+    session.execute(sql.SQL("create unlogged table {} (place integer, value jsonb)").format(table))
+
+
+def stage(session: psycopg.Connection, table: sql.Identifier, place: int, page: Page) -> None:
     """Parse a page into ``table``, as the loader does; the page numbered 13 cannot be staged."""
     if page.number == 13:
         session.execute("select 1 / 0")
     session.execute(
-        sql.SQL(
-            "create unlogged table {} as select value from jsonb_array_elements(%s::jsonb)"
-        ).format(table),
-        [page.json_array().decode()],
+        sql.SQL("insert into {} select %s, value from jsonb_array_elements(%s::jsonb)").format(
+            table
+        ),
+        [place, page.json_array().decode()],
     )
 
 
-def consume(conn, feed: PageFeed) -> list[tuple[int, list | None]]:
-    """What the transaction sees: each page's number and, if it was staged, its staged records."""
+def consume(conn, feed: PageFeed, drop: bool = False) -> list[tuple[int, list | None]]:
+    """What the transaction sees: each page's number and, if it was staged, its staged records.
+    ``drop``: the transaction drops the staging, as the loader's does."""
     seen = []
     with conn.transaction():
-        for delivered, table in feed:
+        for delivered, place in feed:
             records = None
-            if table is not None:
-                query = sql.SQL("select value from {} order by value ->> 'i'").format(table)
-                records = [row[0] for row in conn.execute(query)]
+            if place is not None:
+                query = sql.SQL("select value from {} where place = %s order by value ->> 'i'")
+                records = [row[0] for row in conn.execute(query.format(feed.table), [place])]
             seen.append((delivered.number, records))
             time.sleep(CONSUMER_DELAY)
+        # However many pages were read staged, the transaction holds a lock on one table of them:
+        # a lock per page would exhaust the server's lock table in a large load.
+        locked = conn.execute(
+            "select count(*) from pg_locks l join pg_class c on c.oid = l.relation"
+            " join pg_namespace n on n.oid = c.relnamespace"
+            " where l.pid = pg_backend_pid() and starts_with(n.nspname, %s)",
+            [page_feed.STAGING_PREFIX],
+        ).fetchone()[0]
+        assert locked <= 2, f"{locked} staging relations locked"  # the table and its index
+        if drop:
+            feed.drop_staging(conn)
     return seen
 
 
 def test_pages_come_in_order_and_staged_ones_hold_their_records(conn):
-    with PageFeed(conn, (page(n) for n in range(1, 21)), stage, sessions=2) as feed:
+    with PageFeed(conn, (page(n) for n in range(1, 21)), create, stage, sessions=2) as feed:
         seen = consume(conn, feed)
         schemas = page_feed.staging_schemas(conn)
     assert [number for number, _ in seen] == list(range(1, 21))
@@ -76,7 +92,7 @@ def test_pages_come_in_order_and_staged_ones_hold_their_records(conn):
 
 
 def test_a_page_that_cannot_be_staged_is_left_to_the_transaction(conn):
-    with PageFeed(conn, (page(n) for n in range(10, 17)), stage, sessions=2) as feed:
+    with PageFeed(conn, (page(n) for n in range(10, 17)), create, stage, sessions=2) as feed:
         seen = consume(conn, feed)
     assert [number for number, _ in seen] == list(range(10, 17))
     assert dict(seen)[13] is None
@@ -84,7 +100,7 @@ def test_a_page_that_cannot_be_staged_is_left_to_the_transaction(conn):
 
 
 def test_without_parsing_sessions_the_transaction_takes_every_page(conn):
-    with PageFeed(conn, (page(n) for n in range(1, 6)), stage, sessions=0) as feed:
+    with PageFeed(conn, (page(n) for n in range(1, 6)), create, stage, sessions=0) as feed:
         assert page_feed.staging_schemas(conn) == []
         seen = consume(conn, feed)
     assert seen == [(n, None) for n in range(1, 6)]
@@ -98,7 +114,7 @@ def test_a_fetching_failure_reaches_the_transaction_after_the_pages_before_it(co
         raise RuntimeError("source calls: HTTP 503 on page 3")
 
     delivered = []
-    feed = PageFeed(conn, pages(), stage, sessions=2)
+    feed = PageFeed(conn, pages(), create, stage, sessions=2)
     with pytest.raises(RuntimeError, match="page 3"), feed:
         for fed, _ in feed:
             delivered.append(fed.number)
@@ -119,7 +135,7 @@ def test_a_killed_loads_staging_is_dropped_by_the_next_and_a_running_ones_kept(c
             [page_feed._LOCK_SPACE, running],
         )
         conn.autocommit = False
-        with PageFeed(conn, (page(n) for n in range(1, 3)), stage, sessions=1) as feed:
+        with PageFeed(conn, (page(n) for n in range(1, 3)), create, stage, sessions=1) as feed:
             consume(conn, feed)
         left = page_feed.staging_schemas(conn)
     conn.execute(sql.SQL("drop schema {}").format(sql.Identifier(running)))
@@ -157,3 +173,15 @@ def test_a_role_that_may_not_create_schemas_loads_in_the_transaction_alone(
     finally:
         conn.execute("drop schema raw cascade")
         conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+
+
+def test_inside_a_longer_transaction_the_staging_goes_with_it(conn, caplog):
+    # The caller's own transaction is open: the staged table stays locked after the load.
+    conn.execute("select 1")
+    with PageFeed(conn, (page(n) for n in range(1, 8)), create, stage, sessions=2) as feed:
+        seen = consume(conn, feed, drop=True)
+    assert [number for number, _ in seen] == list(range(1, 8))
+    assert feed.staged >= 3
+    assert "could not drop" not in caplog.text
+    conn.commit()
+    assert page_feed.staging_schemas(conn) == []
