@@ -39,8 +39,9 @@ READ_AHEAD = 2
 STAGING_PREFIX = f"{settings.RAW_SCHEMA}_load_"
 # The first key of the advisory lock a load holds on its staging schema (the second: the name's).
 _LOCK_SPACE = "civic_warehouse.page staging"
-# A parsing session waits this long for a lock before giving up its page to the transaction.
-_PARSER_LOCK_TIMEOUT = "10s"
+# How long the feed's sessions wait for a lock: a parsing session then leaves its page to the
+# transaction, and a schema that cannot be dropped is left to the next load.
+_SESSION_LOCK_TIMEOUT = "10s"
 
 # Creates the staging table: (session, table).
 CreateStaging = Callable[[psycopg.Connection, sql.Identifier], None]
@@ -159,7 +160,7 @@ class PageFeed:
             return None
         # Staged pages are disposable: their commits need not wait for the disk.
         session.execute("set synchronous_commit = off")
-        session.execute(sql.SQL("set lock_timeout = {}").format(sql.Literal(_PARSER_LOCK_TIMEOUT)))
+        session.execute(sql.SQL("set lock_timeout = {}").format(sql.Literal(_SESSION_LOCK_TIMEOUT)))
         for name, value in self._settings.items():
             session.execute("select set_config(%s, %s, false)", [name, value])
         return session
@@ -230,7 +231,13 @@ class PageFeed:
                     state = "staged"
                 except Exception as err:
                     # The transaction loads the page instead, and says why if it fails there too.
-                    log.debug("page %s not staged: %s", slot.page.number, err)
+                    expected = isinstance(err, psycopg.errors.DataError)  # e.g. an unreadable time
+                    log.log(
+                        logging.DEBUG if expected else logging.WARNING,
+                        "page %s not parsed ahead: %s",
+                        slot.page.number,
+                        err,
+                    )
                     state = "failed"
                 with self._cond:
                     slot.state = state
@@ -262,20 +269,20 @@ def _drop_staging(session: psycopg.Connection, schema: str) -> None:
 
 def _drop_dead_staging(session: psycopg.Connection) -> None:
     """Drop the staging schemas of loads that were killed (no session holds their lock)."""
-    schemas = session.execute(
-        "select nspname from pg_namespace where starts_with(nspname, %s)", [STAGING_PREFIX]
-    ).fetchall()
-    for (schema,) in schemas:
-        with session.transaction():
-            dead = session.execute(
-                "select pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))",
-                [_LOCK_SPACE, schema],
-            ).fetchone()[0]
-            if dead:
-                log.info("dropping %s, left by a load that did not finish", schema)
-                session.execute(
-                    sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema))
-                )
+    for schema in staging_schemas(session):
+        try:
+            with session.transaction():
+                dead = session.execute(
+                    "select pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+                    [_LOCK_SPACE, schema],
+                ).fetchone()[0]
+                if dead:
+                    log.info("dropping %s, left by a load that did not finish", schema)
+                    session.execute(
+                        sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema))
+                    )
+        except psycopg.Error as err:  # e.g. another role's: its owner's next load drops it
+            log.warning("could not drop %s (%s)", schema, err)
 
 
 def staging_schemas(conn: psycopg.Connection) -> list[str]:
