@@ -7,7 +7,7 @@ and the latest version of a record (by the source's last-change time, then posit
 page travels to PostgreSQL as one JSON array, which splits it into records and upserts them, so
 memory stays flat however large the load and no record is parsed in Python unless its protocol
 needs reshaping; the upserts, the rejects, the watermark and the batch log commit together or not
-at all.
+at all. While the transaction writes, other sessions parse the next pages (``page_feed``).
 """
 
 from __future__ import annotations
@@ -165,8 +165,8 @@ def load(
     last-change time for pages of parsed records; a page kept as served (``JsonArray``, Socrata)
     has ISO 8601 times, read in SQL (text without an offset is local to the source).
 
-    The next pages are fetched in a background thread while the database works on the current
-    one. A reconcile (a query with no window) saw every record the source has, so keys it did
+    The next pages are fetched in a background thread, and parsed by other database sessions,
+    while the transaction writes the current one (``page_feed``). A reconcile (a query with no window) saw every record the source has, so keys it did
     not see are marked deleted (``deleted_at``); they come back if the source serves them again.
     """
     _large_buffers_off_the_heap()
