@@ -206,6 +206,7 @@ def load(
             [source.name, scope],
         )
         statements = _page_statements(source)
+        staged_statements = _page_statements(source, feed.table)
         zone = conn.execute("select current_setting('TimeZone')").fetchone()[0]
         conn.execute("select set_config('TimeZone', %s, true)", [source.timezone])
         page_count = received = 0
@@ -215,8 +216,7 @@ def load(
             if staged is None:
                 _load_page(conn, source, statements, batch, page, updated_at)
             else:
-                staged_statements = _page_statements(source, (feed.table, staged))
-                _upsert(conn, staged_statements, {**batch, "page": page.number})
+                _upsert(conn, staged_statements, {**batch, "page": page.number, "place": staged})
         conn.execute("select set_config('TimeZone', %s, true)", [zone])
         feed.drop_staging(conn)
         rejected, inserted, updated, distinct = _count(conn, source, scope, batch_id)
@@ -341,10 +341,10 @@ def _stage_page(
     What the transaction would do first with the page as served; a time PostgreSQL cannot read
     fails it, and the transaction then loads the page itself.
     """
-    statement = sql.SQL("insert into {} select {}, * from ({}) as served").format(
-        table, sql.Literal(place), _served(source)
+    statement = sql.SQL("insert into {} select %(place)s::integer, * from ({}) as served").format(
+        table, _served(source)
     )
-    session.execute(statement, _parameters(source, {}, page, updated_at))
+    session.execute(statement, {**_parameters(source, {}, page, updated_at), "place": place})
 
 
 def _times_read_in_sql(page: Page, updated_at: UpdatedAt | None) -> bool:
@@ -450,16 +450,18 @@ def _served(source: SourceConfig) -> sql.Composed:
 
 
 def _page_statements(
-    source: SourceConfig, staged: tuple[sql.Identifier, int] | None = None
+    source: SourceConfig, staging: sql.Identifier | None = None
 ) -> tuple[sql.Composed, sql.Composed]:
     """The page statement upserting every record as it comes, and the one keeping only each
-    key's latest version in the page: of the page as served, or as staged (table, place)."""
-    if staged is None:
+    key's latest version in the page: of the page as served, or as staged in ``staging`` (at the
+    page's ``place``)."""
+    if staging is None:
         records = sql.SQL("({})").format(_served(source))
     else:
         records = sql.SQL(
-            "(select record, position, reason, record_key, updated_at from {} where place = {})"
-        ).format(staged[0], sql.Literal(staged[1]))
+            "(select record, position, reason, record_key, updated_at from {}"
+            " where place = %(place)s)"
+        ).format(staging)
     return (
         _page_statement(source, records, latest_only=False),
         _page_statement(source, records, latest_only=True),
