@@ -166,8 +166,9 @@ def load(
     has ISO 8601 times, read in SQL (text without an offset is local to the source).
 
     The next pages are fetched in a background thread, and parsed by other database sessions,
-    while the transaction writes the current one (``page_feed``). A reconcile (a query with no window) saw every record the source has, so keys it did
-    not see are marked deleted (``deleted_at``); they come back if the source serves them again.
+    while the transaction writes the current one (``page_feed``). A reconcile (a query with no
+    window) saw every record the source has, so keys it did not see are marked deleted
+    (``deleted_at``); they come back if the source serves them again.
     """
     _large_buffers_off_the_heap()
     batch_id = str(uuid.uuid4())
@@ -178,11 +179,12 @@ def load(
         # A transaction of its own, so the DDL lock is not held while the batch loads.
         ensure_raw_tables(conn, source)
     batch = {"source": source.name, "batch": batch_id, "scope": scope, "at": started_at}
+    served = _served(source)
     feed = PageFeed(
         conn,
         pages,
-        functools.partial(_create_staging, source),
-        functools.partial(_stage_page, source, updated_at),
+        functools.partial(_create_staging, source, served),
+        functools.partial(_stage_page, source, served, updated_at),
         sessions=settings.load_parse_sessions(),
         # Times without an offset are the source's local time, as PostgreSQL reads them there.
         session_settings={"TimeZone": source.timezone},
@@ -314,14 +316,14 @@ def _load_page(
 
 
 def _create_staging(
-    source: SourceConfig, session: psycopg.Connection, table: sql.Identifier
+    source: SourceConfig, served: sql.Composed, session: psycopg.Connection, table: sql.Identifier
 ) -> None:
     """The table pages are parsed into ahead of the transaction (see ``page_feed``): the columns
-    of ``_served``, under each page's place in the load."""
+    of ``served`` (``_served``, composed once a load), under each page's place in the load."""
     session.execute(
         sql.SQL(
             "create unlogged table {} as select 0 as place, * from ({}) as served with no data"
-        ).format(table, _served(source)),
+        ).format(table, served),
         # no rows: only the columns' types are read
         _parameters(source, {}, Page(0, "", []), None),
     )
@@ -330,6 +332,7 @@ def _create_staging(
 
 def _stage_page(
     source: SourceConfig,
+    served: sql.Composed,
     updated_at: UpdatedAt | None,
     session: psycopg.Connection,
     table: sql.Identifier,
@@ -342,7 +345,7 @@ def _stage_page(
     fails it, and the transaction then loads the page itself.
     """
     statement = sql.SQL("insert into {} select %(place)s::integer, * from ({}) as served").format(
-        table, _served(source)
+        table, served
     )
     session.execute(statement, {**_parameters(source, {}, page, updated_at), "place": place})
 

@@ -125,7 +125,7 @@ class PageFeed:
         """
         self._stop_parsing()
         if self._keeper is not None:
-            conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(self._schema)))
+            conn.execute(_drop_schema(self._schema))
             self._dropped = True
 
     def _stop_parsing(self) -> None:
@@ -260,9 +260,13 @@ class PageFeed:
         return None
 
 
+def _drop_schema(schema: str) -> sql.Composed:
+    return sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema))
+
+
 def _drop_staging(session: psycopg.Connection, schema: str) -> None:
     try:
-        session.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+        session.execute(_drop_schema(schema))
     except psycopg.Error as err:  # the next load drops it (this session's lock ends with it)
         log.warning("could not drop %s now (%s): the next load will", schema, err)
 
@@ -278,9 +282,7 @@ def _drop_dead_staging(session: psycopg.Connection) -> None:
                 ).fetchone()[0]
                 if dead:
                     log.info("dropping %s, left by a load that did not finish", schema)
-                    session.execute(
-                        sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema))
-                    )
+                    session.execute(_drop_schema(schema))
         except psycopg.Error as err:  # e.g. another role's: its owner's next load drops it
             log.warning("could not drop %s (%s)", schema, err)
 
