@@ -26,19 +26,16 @@ venv: $(BIN)/.installed  ## create .venv with the pinned requirements
 demo: venv  ## run the pipeline end to end through Airflow on the embedded warehouse
 	$(PY) -m civic_warehouse demo
 
-airflow: venv  ## the Airflow UI on http://localhost:8080 with the simulator, on the same warehouse
-	$(PY) -m civic_warehouse warehouse start
-	$(PY) -m civic_warehouse simulator --port $${SIMULATOR_PORT:-8780} & \
-	trap "kill $$!" EXIT; $(PY) -m civic_warehouse airflow standalone
+airflow: venv  ## Airflow (UI on :AIRFLOW_PORT, 8080) and the simulator in the background; make stop ends them
+	$(PY) -m civic_warehouse standalone start
 
-bi: venv  ## Apache Superset on the published marts (after make demo): http://localhost:8088
-	$(PY) -m civic_warehouse bi --port $${SUPERSET_PORT:-8088}
+bi: venv  ## Apache Superset on the published marts (after make demo), on :SUPERSET_PORT (8088)
+	$(PY) -m civic_warehouse bi
 
-docs: venv  ## serve the dbt docs and GX Data Docs (built by every run) on http://localhost:8081
-	@test -f build/docs/index.html || { echo "no docs yet: run make demo first"; exit 1; }
-	$(PY) -m http.server 8081 --bind 127.0.0.1 --directory build/docs
+docs: venv  ## serve the dbt docs and GX Data Docs (built by every run) on :DOCS_PORT (8081)
+	$(PY) -m civic_warehouse docs
 
-simulator: venv  ## serve the city-systems simulator on http://127.0.0.1:8780
+simulator: venv  ## serve the city-systems simulator on :SIMULATOR_PORT (8780)
 	$(PY) -m civic_warehouse simulator --port $${SIMULATOR_PORT:-8780}
 
 test: venv chromium  ## the whole test suite (embedded warehouse unless WAREHOUSE_URL is set)
@@ -64,9 +61,8 @@ lint: venv  ## ruff (AIR rules), sqlfluff (dbt templater, postgres), dbt-score (
 bench: venv  ## every benchmark in bench/
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
-stop:  ## stop the native Celery deployment (if started) and the embedded warehouse
-	-$(PY) -m civic_warehouse cluster stop
-	-$(PY) -m civic_warehouse warehouse stop
+stop:  ## stop everything the Makefile started (Airflow, Superset, docs, simulator, warehouse)
+	-$(PY) -m civic_warehouse stop
 
 clean: stop  ## remove generated state (warehouse data, Airflow home, dbt target, Data Docs)
-	rm -rf .warehouse .airflow .cluster dbt_project/target dbt_project/logs expectations/uncommitted build
+	rm -rf .warehouse .airflow .cluster .run dbt_project/target dbt_project/logs expectations/uncommitted build

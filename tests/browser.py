@@ -5,15 +5,15 @@ first). A browser test that cannot find them fails and says how to install them:
 locally unless CIVIC_SKIP_BROWSER_TESTS=1 asks to skip. Screenshots go to build/screenshots/.
 
 Use the `chromium` fixture (import it into the test module: `from browser import chromium`), or
-`headless_chromium()` as a context manager, then `wait_for()`, `save_screenshot()` and
-`console_errors()`.
+`headless_chromium()` as a context manager, then `wait_for()`, `save_screenshot()`,
+`console_errors()` and, for a phone's screen, `emulate_viewport()`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -58,13 +58,20 @@ def chromium_paths() -> tuple[str, str]:
     return binary, driver
 
 
+# Every host name but 127.0.0.1 fails to resolve: a page served locally that reaches for anything
+# on the internet (a CDN, a web font) fails to load it, as on a network without the internet.
+OFFLINE_FLAG = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+
+
 @contextmanager
-def headless_chromium(width: int = 1400, height: int = 1000) -> Iterator[webdriver.Chrome]:
-    """A fresh headless Chromium with the project's flags; quits on exit."""
+def headless_chromium(
+    width: int = 1400, height: int = 1000, flags: Sequence[str] = ()
+) -> Iterator[webdriver.Chrome]:
+    """A fresh headless Chromium with the project's flags and ``flags``; quits on exit."""
     binary, driver_path = chromium_paths()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *flags):
         options.add_argument(flag)
     options.add_argument(f"--window-size={width},{height}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -111,6 +118,19 @@ def save_screenshot(driver: webdriver.Chrome, name: str, full_page: bool = True)
     else:
         driver.save_screenshot(str(path))
     return path
+
+
+def emulate_viewport(
+    driver: webdriver.Chrome, width: int, height: int, timezone: str | None = None
+) -> None:
+    """Lay pages out in a phone's viewport of width x height CSS pixels (a headless window is never
+    narrower than 500 px), optionally in another time zone; through Chromium's DevTools protocol."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True},
+    )
+    if timezone:
+        driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": timezone})
 
 
 def console_errors(driver: webdriver.Chrome) -> list[str]:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 from psycopg import sql
 
@@ -76,3 +82,35 @@ def publish_city_window(url: str, simulator, start: str, end: str) -> str:
     pipeline.transform_candidate(url)
     pipeline.publish(url)
     return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_shell(**variables: str) -> dict[str, str]:
+    """A new terminal's environment: no virtualenv on PATH, none of this test session's settings."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
+    return {
+        "HOME": os.environ.get("HOME", "/root"),
+        "PATH": os.pathsep.join(path or ["/usr/local/bin", "/usr/bin", "/bin"]),
+        "LANG": "C.UTF-8",
+        **variables,
+    }
+
+
+def make(target: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """`make <target>` in the project, as a user types it, with the given environment."""
+    from civic_warehouse import settings
+
+    return subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=settings.PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

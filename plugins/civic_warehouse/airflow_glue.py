@@ -128,6 +128,23 @@ def raw_table_asset(source: SourceConfig):
     )
 
 
+def schedule_timing(source: SourceConfig) -> dict[str, Any]:
+    """``start_date`` and ``catchup`` of a source's extract DAG.
+
+    The scheduler's intervals begin at ``CW_SCHEDULE_START`` (a local date, default 2026-01-01);
+    whether it fills the past intervals from there is Airflow's own ``catchup_by_default``
+    (``AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT``, off unless set). Reference data (no time fields)
+    is read whole by every run, so catching up would read the same table once per past interval:
+    it runs its latest interval only, whatever the start.
+    """
+    import pendulum
+
+    if not (source.event_time_field or source.updated_field):
+        return {"start_date": pendulum.datetime(2026, 1, 1, tz=source.timezone), "catchup": False}
+    start = pendulum.parse(os.environ.get("CW_SCHEDULE_START") or "2026-01-01", tz=source.timezone)
+    return {"start_date": start}
+
+
 def freshness_deadline(source: SourceConfig):
     """A Deadline Alert: a run must finish within ``FRESHNESS_GRACE`` of being queued.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -76,16 +77,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     bi = commands.add_parser(
         "bi", help="Apache Superset provisioned from bi/ on the published marts (blocks)"
     )
-    bi.add_argument("--port", type=int, default=int(os.environ.get("SUPERSET_PORT", "8088")))
+    bi.add_argument("--port", type=int, default=settings.SUPERSET_PORT)
+    docs = commands.add_parser(
+        "docs",
+        help="serve the stewards' docs site (dbt docs and Data Docs) from build/docs (blocks)",
+    )
+    docs.add_argument("--port", type=int, default=settings.DOCS_PORT)
     af = commands.add_parser("airflow", help="run the airflow CLI with this project's settings")
     af.add_argument("args", nargs=argparse.REMAINDER)
+    standalone = commands.add_parser(
+        "standalone",
+        help="Airflow on this machine for `make airflow`: UI, scheduler and the simulator",
+        description="start: api-server, scheduler, dag-processor, triggerer (LocalExecutor) and "
+        "the city-systems simulator in the background, on the project's Airflow home (where "
+        "`make demo`'s runs are); returns once they are healthy. status, stop: as they say.",
+    )
+    standalone.add_argument("action", choices=["start", "status", "stop"])
+    commands.add_parser(
+        "stop", help="stop every server the Makefile started, then the embedded warehouse"
+    )
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simulator"]:
         # The simulator has its own options (--port, --first-day, ...): hand them over whole.
+        from civic_warehouse import servers
         from civic_warehouse.simulator.server import main as serve
 
-        return serve(argv[1:])
+        with servers.registered("simulator", settings.server_url(settings.SIMULATOR_PORT)):
+            return serve(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -258,6 +277,63 @@ def _airflow(args: argparse.Namespace) -> int:
     os.execve(airflow, [airflow, *args.args], env)
 
 
+def _standalone(args: argparse.Namespace) -> int:
+    from civic_warehouse.cluster import cli as cluster_cli
+    from civic_warehouse.cluster import deployment
+
+    airflow = deployment.Cluster(deployment.standalone_config())
+    if args.action == "start":
+        from civic_warehouse import warehouse
+
+        os.environ.setdefault("WAREHOUSE_URL", warehouse.warehouse_url())
+        state = airflow.start()
+        print(cluster_cli.describe(state))
+        print(f"Simulator         {settings.server_url(settings.SIMULATOR_PORT, '127.0.0.1')}")
+        print("Stop with          make stop")
+        return 0
+    if args.action == "status":
+        state = airflow.state()
+        running = airflow.running()
+        print(cluster_cli.describe(state, running) if state else "not started")
+        return 0 if state and len(running) == len(state["components"]) else 1
+    survivors = airflow.stop()
+    print(f"stopped; still running: {survivors}" if survivors else "stopped")
+    return 1 if survivors else 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from civic_warehouse import docs_site, servers
+
+    if not (docs_site.SITE_DIR / "index.html").exists():
+        print("no docs yet: run make demo first", file=sys.stderr)
+        return 1
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(docs_site.SITE_DIR))
+    with ThreadingHTTPServer((settings.LISTEN_ADDRESS, args.port), handler) as server:
+        url = settings.server_url(args.port)
+        with servers.registered("docs", url):
+            print(f"Docs              {url}/  (stop with Ctrl-C or make stop)", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                server.serve_forever()
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from civic_warehouse import servers, warehouse
+    from civic_warehouse.cluster import deployment
+
+    for config in (deployment.standalone_config(), deployment.ClusterConfig()):
+        if deployment.Cluster(config).stop():
+            print(f"some processes of the Airflow deployment in {config.home} survived")
+    for name in servers.stop_all():
+        print(f"stopped {name}")
+    if not os.environ.get("WAREHOUSE_URL"):
+        warehouse.EmbeddedWarehouse().stop()
+    return 0
+
+
 _COMMANDS = {
     "warehouse": _warehouse,
     "extract": _extract,
@@ -272,6 +348,9 @@ _COMMANDS = {
     "demo": _demo,
     "dbt-manifest": _dbt_manifest,
     "airflow": _airflow,
+    "standalone": _standalone,
+    "docs": _docs,
+    "stop": _stop,
     "cluster": _cluster,
     "bi": _bi,
 }

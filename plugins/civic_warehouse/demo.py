@@ -23,6 +23,7 @@ from civic_warehouse import (
     warehouse,
 )
 from civic_warehouse.catalog import load_catalog
+from civic_warehouse.cluster import deployment
 
 
 def prepare_airflow() -> None:
@@ -113,12 +114,14 @@ def summary(url: str, states: dict[str, str], start: str, end: str) -> str:
             f"{critical} critical failure(s), {warnings} warning(s) (run {run_id})"
         )
     lines += [
-        f"Docs (both)       {docs_site.SITE_DIR / 'index.html'}  (make docs -> http://localhost:8081)",
+        f"Docs (both)       {docs_site.SITE_DIR / 'index.html'}  "
+        f"(make docs -> {settings.server_url(settings.DOCS_PORT)}/)",
         f"Public dashboard  {public_dashboard.SITE_DIR / 'index.html'}  (static: open the file)",
         f"dbt docs          {settings.DBT_PROJECT_DIR / 'target' / 'index.html'}",
         f"GX Data Docs      {quality.data_docs_index()}",
-        "Airflow UI        make airflow  ->  http://localhost:8080 "
-        f"(login: admin, password in {settings.airflow_home() / 'simple_auth_manager_passwords.json.generated'})",
+        f"Airflow UI        make airflow  ->  {settings.server_url(settings.AIRFLOW_PORT)}/ "
+        f"(login: admin, password in {deployment.standalone_config().password_file})",
+        f"Superset          make bi  ->  {settings.server_url(settings.SUPERSET_PORT)}/",
     ]
     return "\n".join(lines)
 

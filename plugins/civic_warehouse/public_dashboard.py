@@ -2,9 +2,14 @@
 
 Written to ``build/public/`` after every publish: one self-contained ``index.html`` (the Vega
 JavaScript is inlined, so the page renders with no internet and from any static host or a file) and
-one CSV per chart under ``data/``. Headline numbers carry the day their data runs to; every chart
-has a table behind it (a real ``<table>`` with a caption, for screen readers and for anyone who
-wants the numbers) and a CSV download.
+one CSV per chart under ``data/``. Headline numbers carry the days their data covers and why it
+ends where it does; every chart has a table behind it (a real ``<table>`` with a caption, for screen
+readers and for anyone who wants the numbers) and a CSV download.
+
+The page is right at its edges. Every span it names (a headline's days, a chart's weeks) is read
+from the data, not assumed; a week or month the data covers only in part is left out of its chart
+(the table keeps it, with its days), so a period that has barely begun is never drawn as a fall;
+and it reads on a phone 390 px wide.
 
 The page reads only what the BI role may read: the ``open`` schema, in a read-only transaction
 running as ``bi_reader``. Figures the page aggregates itself follow the open marts' small-cell rule:
@@ -14,13 +19,14 @@ a neighborhood or call-type cell from 1 to ``min_cell_count`` - 1 records is wit
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import json
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -61,6 +67,38 @@ def query_params() -> dict[str, Any]:
     return {"window_days": WINDOW_DAYS, "min_cell_count": min_cell_count()}
 
 
+# The marts that wait out the publication delay (models calling the publication_cutoff() macro:
+# fct_calls_for_service, and fct_mru_responses after it), by the source they are extracted from.
+# Their figures end earlier than the other sources': the page says so beside each date.
+DELAYED_SOURCES = {
+    "calls_for_service": "911 calls are published {hours} hours after they are received",
+    "mru_cases": "Mediation Response Unit cases are published {hours} hours after they open",
+}
+SOURCE_NAMES = {
+    "calls_for_service": "911 calls",
+    "mru_cases": "Mediation Response Unit cases",
+    "service_requests": "311 requests",
+    "building_permits": "building permits",
+    "traffic_crashes": "crash reports",
+}
+
+
+@functools.cache
+def metric_sources() -> dict[str, str]:
+    """Each KPI's source, from the dbt project's metric catalog (the seed the marts are built on)."""
+    with (settings.DBT_PROJECT_DIR / "seeds" / "kpi_metrics.csv").open(newline="") as handle:
+        return {row["metric_id"]: row["source_name"] for row in csv.DictReader(handle)}
+
+
+def data_end_note(metric_id: str) -> str:
+    """Why a headline's data ends on the day it does: the publication delay, or the latest day."""
+    source = metric_sources()[metric_id]
+    if source in DELAYED_SOURCES:
+        hours = int(dbt_var("publication_delay_hours"))
+        return DELAYED_SOURCES[source].format(hours=hours) + ", so the latest day is not in yet."
+    return f"The latest day of {SOURCE_NAMES[source]} published."
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
@@ -70,7 +108,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Panel:
-    """One chart on the page: the query behind it, its table's columns, and how it is drawn."""
+    """One chart on the page: the query behind it, its table's columns, how it is drawn, and the
+    sentence naming the span its rows cover."""
 
     slug: str
     section: str
@@ -78,7 +117,8 @@ class Panel:
     description: str
     sql: str
     columns: tuple[Column, ...]
-    chart: Callable[[list[dict]], alt.Chart] | None = None
+    chart: Callable[[list[dict]], alt.Chart]
+    span: Callable[[list[dict]], str]
 
 
 # Headlines: each metric over the last WINDOW_DAYS days its source covers, from the Citywide KPIs.
@@ -102,6 +142,7 @@ select
     citywide.unit,
     citywide.direction,
     citywide.target,
+    min(citywide.date_day) as data_from,
     coverage.last_day as data_as_of,
     case
         when citywide.metric_id = 'service_requests_open_backlog'
@@ -128,6 +169,7 @@ with coverage as materialized (
     select max(received_date_local) as last_day from open.fct_recent_calls_for_service
 )
 select
+    min(calls.received_date_local) as data_from,
     coverage.last_day as data_as_of,
     calls.priority,
     count(*) as responses,
@@ -146,43 +188,53 @@ group by coverage.last_day, calls.priority
 """
 
 
-def _weekly_share_sql(metric_id: str, weeks: int) -> str:
+# Periods: each week (from Monday) or month with the days the data has in it. A period with fewer
+# days than it has is partial; the window starts on a period's first day, so only the data's own
+# edges make one.
+def _periodic_sql(period: str, periods: int, metric_ids: tuple[str, ...], measures: str) -> str:
+    metrics = ", ".join(f"'{metric_id}'" for metric_id in metric_ids)
     return f"""
 with daily as (
-    select * from open.fct_kpi_daily
-    where area = 'Citywide' and metric_id = '{metric_id}'
+    select
+        date_trunc('{period}', date_day)::date as {period}_start,
+        *
+    from open.fct_kpi_daily
+    where area = 'Citywide' and metric_id in ({metrics})
 )
 select
-    date_trunc('week', date_day)::date as week_start,
-    sum(denominator) as records,
-    round(sum(numerator)::numeric / nullif(sum(denominator), 0), 4) as share,
-    max(target) as target
+    {period}_start,
+    count(distinct date_day) as days_with_data,
+    ({period}_start + interval '1 {period}')::date - {period}_start as days_in_period,
+    count(distinct date_day) < ({period}_start + interval '1 {period}')::date - {period}_start
+        as partial,
+    {measures}
 from daily
-where date_day > (select max(date_day) from daily) - {weeks * 7}
-group by 1
-order by 1
+where {period}_start
+    >= date_trunc('{period}', (select max(date_day) from daily)) - interval '{periods - 1} {period}s'
+group by {period}_start
+order by {period}_start
 """
 
 
-MRU_WEEKLY_SQL = """
-with daily as (
-    select * from open.fct_kpi_daily
-    where area = 'Citywide'
-      and metric_id in ('mru_calls_handled', 'mru_resolved_without_police_share')
-)
-select
-    date_trunc('week', date_day)::date as week_start,
-    sum(metric_value) filter (where metric_id = 'mru_calls_handled') as calls_handled,
+MRU_WEEKLY_SQL = _periodic_sql(
+    "week",
+    52,
+    ("mru_calls_handled", "mru_resolved_without_police_share"),
+    """sum(metric_value) filter (where metric_id = 'mru_calls_handled') as calls_handled,
     round(
         sum(numerator) filter (where metric_id = 'mru_resolved_without_police_share')::numeric
         / nullif(sum(denominator) filter (where metric_id = 'mru_resolved_without_police_share'), 0),
         4
-    ) as resolved_without_police_share
-from daily
-where date_day > (select max(date_day) from daily) - 364
-group by 1
-order by 1
-"""
+    ) as resolved_without_police_share""",
+)
+
+ON_TIME_WEEKLY_SQL = _periodic_sql(
+    "week",
+    26,
+    ("service_requests_closed_on_time_share",),
+    """sum(denominator) as records,
+    round(sum(numerator)::numeric / nullif(sum(denominator), 0), 4) as share""",
+)
 
 RESPONSE_DAILY_SQL = """
 with daily as (
@@ -204,25 +256,27 @@ where date_day > (select max(date_day) from daily) - 90
 order by date_day, priority
 """
 
-TRAFFIC_MONTHLY_SQL = """
-with daily as (
-    select * from open.fct_kpi_daily
-    where area = 'Citywide' and metric_id in ('traffic_deaths', 'traffic_serious_injuries')
-)
-select
-    date_trunc('month', date_day)::date as month_start,
-    sum(metric_value) filter (where metric_id = 'traffic_deaths') as people_killed,
+TRAFFIC_MONTHLY_SQL = _periodic_sql(
+    "month",
+    24,
+    ("traffic_deaths", "traffic_serious_injuries"),
+    """sum(metric_value) filter (where metric_id = 'traffic_deaths') as people_killed,
     sum(metric_value) filter (where metric_id = 'traffic_serious_injuries')
-        as people_killed_or_seriously_injured
-from daily
-where date_day >= date_trunc('month', (select max(date_day) from daily)) - interval '23 months'
-group by 1
-order by 1
-"""
+        as people_killed_or_seriously_injured""",
+)
 
 
 # Breakdowns aggregate the fact marts over the period; a cell from 1 to min_cell_count - 1
-# records is withheld, as the open marts withhold theirs.
+# records is withheld, as the open marts withhold theirs. Each row carries the days the window
+# really covers: the last WINDOW_DAYS days, or fewer when the data is younger.
+_WINDOW_COVERAGE = """select
+        max(received_date_local) as last_day,
+        greatest(
+            min(received_date_local), max(received_date_local) - %(window_days)s + 1
+        ) as window_start
+    from open.{fact}"""
+
+
 def _by_neighborhood(fact: str, count: str, value: str, value_sql: str, where: str) -> str:
     """Every neighborhood with its ``count`` of ``fact`` rows and ``value`` over the window
     (``value_sql`` aggregating rows aliased ``facts``, which ``where`` filters); cells withheld
@@ -230,7 +284,7 @@ def _by_neighborhood(fact: str, count: str, value: str, value_sql: str, where: s
     withheld = f"coalesce(cells.{count}, 0) between 1 and %(min_cell_count)s - 1"
     return f"""
 with coverage as materialized (
-    select max(received_date_local) as last_day from open.{fact}
+    {_WINDOW_COVERAGE.format(fact=fact)}
 ),
 cells as (
     select
@@ -248,8 +302,11 @@ select
     neighborhoods.neighborhood,
     {withheld} as suppressed,
     case when not {withheld} then coalesce(cells.{count}, 0) end as {count},
-    case when not {withheld} then cells.{value} end as {value}
+    case when not {withheld} then cells.{value} end as {value},
+    coverage.window_start,
+    coverage.last_day
 from open.dim_neighborhood as neighborhoods
+cross join coverage
 left join cells
     on neighborhoods.neighborhood = cells.neighborhood
 """
@@ -279,9 +336,9 @@ RESPONSE_BY_NEIGHBORHOOD_SQL = (
     + "order by median_minutes desc nulls last, neighborhoods.neighborhood\n"
 )
 
-CALLS_BY_TYPE_SQL = """
+CALLS_BY_TYPE_SQL = f"""
 with coverage as materialized (
-    select max(received_date_local) as last_day from open.fct_recent_calls_for_service
+    {_WINDOW_COVERAGE.format(fact="fct_recent_calls_for_service")}
 ),
 cells as (
     select
@@ -295,17 +352,23 @@ cells as (
     group by calls.call_type, coalesce(calls.call_category, 'Other')
 )
 select
-    call_type,
-    call_category,
-    calls between 1 and %(min_cell_count)s - 1 as suppressed,
-    case when calls >= %(min_cell_count)s then calls end as calls,
-    case when calls >= %(min_cell_count)s then answered_by_mru_share end as answered_by_mru_share
+    cells.call_type,
+    cells.call_category,
+    cells.calls between 1 and %(min_cell_count)s - 1 as suppressed,
+    case when cells.calls >= %(min_cell_count)s then cells.calls end as calls,
+    case when cells.calls >= %(min_cell_count)s then cells.answered_by_mru_share end
+        as answered_by_mru_share,
+    coverage.window_start,
+    coverage.last_day
 from cells
-order by cells.calls desc, call_type
+cross join coverage
+order by cells.calls desc, cells.call_type
 limit 20
 """
 
 
+# Dates reach the charts as ISO days; Vega reads those as UTC midnight, so the charts keep to UTC
+# time units, or a resident west of Greenwich would see every week start a day early.
 def _bar_by_category(category: str, value: str, title: str, fmt: str = ",d"):
     def chart(rows: list[dict]) -> alt.Chart:
         return (
@@ -322,16 +385,68 @@ def _bar_by_category(category: str, value: str, title: str, fmt: str = ",d"):
     return chart
 
 
-def _mru_weekly_chart(rows: list[dict]) -> alt.Chart:
+def drawn_periods(rows: list[dict]) -> list[dict]:
+    """The weeks or months a chart draws: the full ones. A partial period would be drawn as a fall
+    that did not happen; only when the data has no full period yet are the partial ones drawn,
+    and then marked."""
+    full = [row for row in rows if not row["partial"]]
+    return full or rows
+
+
+def _partial_marks(base: alt.Chart, period: str) -> alt.Chart:
     return (
-        alt.Chart(alt.Data(values=rows))
-        .mark_line(point=True, color="#1f6f8b")
-        .encode(
-            x=alt.X("week_start:T", title="Week starting"),
-            y=alt.Y("calls_handled:Q", title="Calls handled by MRU"),
-            tooltip=["week_start:T", "calls_handled:Q"],
-        )
+        base.transform_filter("datum.partial")
+        .mark_text(dy=-12, fontSize=11, color="#444")
+        .encode(text=alt.value(f"partial {period}"))
     )
+
+
+_DIMMED_WHEN_PARTIAL = alt.condition("datum.partial", alt.value(0.45), alt.value(1.0))
+
+
+def _weekly_line(value: str, title: str, fmt: str, axis_format: str | None = None):
+    def chart(rows: list[dict]) -> alt.LayerChart:
+        drawn = drawn_periods(rows)
+        # Ticks on the weeks drawn: Vega's own weekly ticks fall on Sundays, between them.
+        mondays = [
+            datetime.fromisoformat(row["week_start"]).replace(tzinfo=UTC).timestamp() * 1000
+            for row in drawn
+        ]
+        base = alt.Chart(alt.Data(values=drawn)).encode(
+            x=alt.X(
+                "utcyearmonthdate(week_start):T",
+                title="Week starting",
+                axis=alt.Axis(values=mondays, format="%b %-d", labelOverlap=True),
+            ),
+            y=alt.Y(
+                f"{value}:Q",
+                title=title,
+                axis=alt.Axis(format=axis_format) if axis_format else alt.Axis(),
+                # a share runs from 0 to 100%, never beyond
+                scale=alt.Scale(domain=[0, 1]) if axis_format == "%" else alt.Scale(),
+            ),
+        )
+        # What a screen reader says of each point: the week by its full date, and its days.
+        line = (
+            base.transform_calculate(
+                summary=f"'Week starting ' + utcFormat(datum.week_start, '%Y-%m-%d') + ': {title} '"
+                f" + format(datum.{value}, '{fmt}') + ' (data on ' + datum.days_with_data"
+                " + ' of 7 days)'"
+            )
+            .mark_line(point=True, color="#1f6f8b")
+            .encode(
+                description="summary:N",
+                opacity=_DIMMED_WHEN_PARTIAL,
+                tooltip=[
+                    alt.Tooltip("utcyearmonthdate(week_start):T", title="Week starting"),
+                    alt.Tooltip(f"{value}:Q", title=title, format=fmt),
+                    alt.Tooltip("days_with_data:Q", title="Days with data"),
+                ],
+            )
+        )
+        return alt.layer(line, _partial_marks(base, "week"))
+
+    return chart
 
 
 def _response_daily_chart(rows: list[dict]) -> alt.Chart:
@@ -339,30 +454,23 @@ def _response_daily_chart(rows: list[dict]) -> alt.Chart:
         alt.Chart(alt.Data(values=rows))
         .mark_line(point=False)
         .encode(
-            x=alt.X("date_day:T", title="Day"),
+            x=alt.X("utcyearmonthdate(date_day):T", title="Day"),
             y=alt.Y("median_minutes:Q", title="Median minutes to on scene"),
-            color=alt.Color("priority:N", title=None),
-            tooltip=["date_day:T", "priority:N", "median_minutes:Q"],
+            color=alt.Color("priority:N", title=None, legend=alt.Legend(orient="bottom")),
+            tooltip=[
+                alt.Tooltip("utcyearmonthdate(date_day):T", title="Day"),
+                "priority:N",
+                "median_minutes:Q",
+            ],
         )
     )
 
 
-def _share_weekly_chart(rows: list[dict]) -> alt.Chart:
-    line = (
-        alt.Chart(alt.Data(values=rows))
-        .mark_line(point=True, color="#1f6f8b")
-        .encode(
-            x=alt.X("week_start:T", title="Week starting"),
-            y=alt.Y("share:Q", title="Closed on time", axis=alt.Axis(format="%")),
-            tooltip=["week_start:T", alt.Tooltip("share:Q", format=".1%")],
-        )
-    )
-    return line
-
-
-def _traffic_monthly_chart(rows: list[dict]) -> alt.Chart:
-    return (
-        alt.Chart(alt.Data(values=rows))
+def _traffic_monthly_chart(rows: list[dict]) -> alt.LayerChart:
+    drawn = alt.Data(values=drawn_periods(rows))
+    month = alt.X("utcyearmonth(month_start):O", title="Month")
+    bars = (
+        alt.Chart(drawn)
         .transform_fold(
             ["people_killed", "people_killed_or_seriously_injured"], as_=["column", "people"]
         )
@@ -371,16 +479,88 @@ def _traffic_monthly_chart(rows: list[dict]) -> alt.Chart:
         )
         .mark_bar()
         .encode(
-            x=alt.X("yearmonth(month_start):O", title="Month"),
+            x=month,
             xOffset="measure:N",
             y=alt.Y("people:Q", title="People"),
-            color=alt.Color("measure:N", title=None, scale=alt.Scale(range=["#8b1f1f", "#e08a3c"])),
+            color=alt.Color(
+                "measure:N",
+                title=None,
+                scale=alt.Scale(range=["#8b1f1f", "#e08a3c"]),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            opacity=_DIMMED_WHEN_PARTIAL,
             tooltip=[
-                alt.Tooltip("yearmonth(month_start):O", title="Month"),
+                alt.Tooltip("utcyearmonth(month_start):O", title="Month"),
                 "measure:N",
                 "people:Q",
+                alt.Tooltip("days_with_data:Q", title="Days with data"),
             ],
         )
+    )
+    top = alt.Chart(drawn).encode(x=month, y="people_killed_or_seriously_injured:Q")
+    return alt.layer(bars, _partial_marks(top, "month"))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _period_span(period: str) -> Callable[[list[dict]], str]:
+    """The sentence naming the full periods a chart draws and the partial ones it leaves out."""
+    key = f"{period}_start"
+
+    def name(row: dict) -> str:
+        start = row[key]
+        return start.strftime("%B %Y") if period == "month" else f"the week of {start.isoformat()}"
+
+    def span(rows: list[dict]) -> str:
+        if not rows:
+            return "No data published yet."
+        full = [row for row in rows if not row["partial"]]
+        partial = "; ".join(
+            f"{name(row)} (data on {row['days_with_data']} of its {row['days_in_period']} days)"
+            for row in rows
+            if row["partial"]
+        )
+        if not full:
+            return f"No full {period} of data yet, so the chart draws what there is, marked partial: {partial}."
+        first, last = full[0][key], full[-1][key]
+        if period == "week":
+            text = f"{_plural(len(full), 'full week')}, {first} to {last + timedelta(days=6)}."
+        else:
+            months = f"{first:%B %Y}" + (f" to {last:%B %Y}" if last != first else "")
+            text = f"{_plural(len(full), 'full month')}, {months}."
+        if partial:
+            text += f" Left out of the chart as partial (the table has them): {partial}."
+        return text
+
+    return span
+
+
+def _daily_span(rows: list[dict]) -> str:
+    days = sorted({row["date_day"] for row in rows})
+    if not days:
+        return "No data published yet."
+    return f"Each day from {days[0]} to {days[-1]} ({_plural(len(days), 'day')})."
+
+
+def _window_span(rows: list[dict]) -> str:
+    """The days a breakdown covers: the last WINDOW_DAYS, or all there are when fewer."""
+    row = next((row for row in rows if row.get("last_day")), None)
+    if row is None:
+        return "No data published yet."
+    days = (row["last_day"] - row["window_start"]).days + 1
+    text = f"The {_plural(days, 'day')} {row['window_start']} to {row['last_day']}"
+    if days < WINDOW_DAYS:
+        text += f": all the data so far, less than {WINDOW_DAYS} days"
+    return text + "."
+
+
+def _period_columns(period: str) -> tuple[Column, ...]:
+    return (
+        Column(f"{period}_start", f"{period.capitalize()} starting", "date"),
+        Column("days_with_data", "Days with data", "count"),
+        Column("days_in_period", f"Days in the {period}", "count"),
     )
 
 
@@ -389,22 +569,23 @@ PANELS: tuple[Panel, ...] = (
         "mru_calls_per_week",
         "Trends",
         "Mediation Response Unit calls handled, per week",
-        "Calls the unit answered by phone or on scene instead of police, over the last 52 weeks, "
-        "and the share of them resolved without police.",
+        "Calls the unit answered by phone or on scene instead of police, and the share of them "
+        "resolved without police.",
         MRU_WEEKLY_SQL,
         (
-            Column("week_start", "Week starting", "date"),
+            *_period_columns("week"),
             Column("calls_handled", "Calls handled", "count"),
             Column("resolved_without_police_share", "Resolved without police", "share"),
         ),
-        _mru_weekly_chart,
+        _weekly_line("calls_handled", "Calls handled by MRU", ",d"),
+        _period_span("week"),
     ),
     Panel(
         "response_time_per_day",
         "Trends",
         "Median 911 response time by priority, per day",
-        "Minutes from the call being received to the first police or fire unit on scene, over the "
-        "last 90 days. Officer-initiated calls are left out.",
+        "Minutes from the call being received to the first police or fire unit on scene. "
+        "Officer-initiated calls are left out.",
         RESPONSE_DAILY_SQL,
         (
             Column("date_day", "Day", "date"),
@@ -413,39 +594,41 @@ PANELS: tuple[Panel, ...] = (
             Column("responses", "Responses", "count"),
         ),
         _response_daily_chart,
+        _daily_span,
     ),
     Panel(
         "service_requests_on_time_per_week",
         "Trends",
         "311 requests closed within their service-level target, per week",
-        "Share of the requests closed each week that were closed by their due time, over the "
-        "last 26 weeks.",
-        _weekly_share_sql("service_requests_closed_on_time_share", 26),
+        "Share of the requests closed each week that were closed by their due time.",
+        ON_TIME_WEEKLY_SQL,
         (
-            Column("week_start", "Week starting", "date"),
+            *_period_columns("week"),
             Column("records", "Requests closed", "count"),
             Column("share", "Closed on time", "share"),
         ),
-        _share_weekly_chart,
+        _weekly_line("share", "Closed on time", ".1%", axis_format="%"),
+        _period_span("week"),
     ),
     Panel(
         "traffic_deaths_and_serious_injuries_per_month",
         "Trends",
         "People killed or seriously injured in traffic, per month",
-        "People killed (K) and killed or seriously injured (K + A) in police-reported crashes, "
-        "over the last 24 months. The Vision Zero target is zero.",
+        "People killed (K) and killed or seriously injured (K + A) in police-reported crashes. "
+        "The Vision Zero target is zero.",
         TRAFFIC_MONTHLY_SQL,
         (
-            Column("month_start", "Month", "date"),
+            *_period_columns("month"),
             Column("people_killed", "People killed", "count"),
             Column("people_killed_or_seriously_injured", "Killed or seriously injured", "count"),
         ),
         _traffic_monthly_chart,
+        _period_span("month"),
     ),
     Panel(
         "mru_calls_by_neighborhood",
         "By neighborhood",
-        f"Mediation Response Unit calls by neighborhood, last {WINDOW_DAYS} days",
+        "Mediation Response Unit calls by neighborhood",
         "Calls the unit handled from each neighborhood, and the share resolved without police.",
         MRU_BY_NEIGHBORHOOD_SQL,
         (
@@ -454,11 +637,12 @@ PANELS: tuple[Panel, ...] = (
             Column("resolved_without_police_share", "Resolved without police", "share"),
         ),
         _bar_by_category("neighborhood", "calls_handled", "Calls handled"),
+        _window_span,
     ),
     Panel(
         "response_time_by_neighborhood",
         "By neighborhood",
-        f"Median priority 1 response time by neighborhood, last {WINDOW_DAYS} days",
+        "Median priority 1 response time by neighborhood",
         "Minutes from the call being received to the first police or fire unit on scene, for the "
         "most urgent calls from each neighborhood.",
         RESPONSE_BY_NEIGHBORHOOD_SQL,
@@ -468,11 +652,12 @@ PANELS: tuple[Panel, ...] = (
             Column("median_minutes", "Median minutes", "number"),
         ),
         _bar_by_category("neighborhood", "median_minutes", "Median minutes", ".1f"),
+        _window_span,
     ),
     Panel(
         "calls_by_call_type",
         "By call type",
-        f"911 calls by call type, last {WINDOW_DAYS} days",
+        "911 calls by call type",
         "The 20 most frequent call types, and the share the Mediation Response Unit answered.",
         CALLS_BY_TYPE_SQL,
         (
@@ -482,6 +667,7 @@ PANELS: tuple[Panel, ...] = (
             Column("answered_by_mru_share", "Answered by MRU", "share"),
         ),
         _bar_by_category("call_type", "calls", "Calls"),
+        _window_span,
     ),
 )
 
@@ -490,7 +676,8 @@ HEADLINE_COLUMNS = (
     Column("value", "Value", "number"),
     Column("unit", "Unit"),
     Column("target", "Target", "number"),
-    Column("data_as_of", "Data as of", "date"),
+    Column("data_from", "Data from", "date"),
+    Column("data_as_of", "Data to", "date"),
 )
 
 
@@ -558,6 +745,7 @@ def _headline_rows(kpis: list[dict], response: list[dict]) -> list[dict]:
                 "unit": "minutes",
                 "direction": "lower_is_better",
                 "target": None,
+                "data_from": row["data_from"],
                 "data_as_of": row["data_as_of"],
                 "value": row["median_minutes"],
                 "records": row["responses"],
@@ -620,9 +808,16 @@ def _headline_value(row: dict) -> str:
 
 
 def _headline_label(row: dict) -> str:
+    """The days a headline covers, from its data: the last WINDOW_DAYS, or fewer if that is all."""
+    if row["data_as_of"] is None:
+        return "no data yet"
     if row["metric_id"] == "service_requests_open_backlog":
-        return "at the end of the day"
-    return f"in the {WINDOW_DAYS} days to"
+        return f"at the end of {row['data_as_of'].isoformat()}"
+    days = (row["data_as_of"] - row["data_from"]).days + 1
+    return (
+        f"in the {_plural(days, 'day')} {row['data_from'].isoformat()} "
+        f"to {row['data_as_of'].isoformat()}"
+    )
 
 
 def _table(
@@ -649,9 +844,10 @@ def _table(
         if suppressed_note
         else ""
     )
+    # A table wider than a phone scrolls inside its own box, not the page.
     return (
-        f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>{note}"
+        f'<div class="table-wrap"><table><caption>{html.escape(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}"
     )
 
 
@@ -673,26 +869,34 @@ def _vega_bundle() -> str:
 
 
 def _spec(panel: Panel, rows: list[dict]) -> dict:
+    # The title is the figure's HTML heading, which wraps on a narrow screen; a Vega title does not.
     values = [{key: _plain(value) for key, value in row.items()} for row in rows]
-    chart = panel.chart(values).properties(width="container", height=260, title=panel.title)
+    chart = panel.chart(values).properties(width="container", height=260)
     return chart.to_dict()
+
+
+def _card(row: dict) -> str:
+    target = (
+        f" · target {html.escape(_display(row['target'], _kind_of(row)))}"
+        if row["target"] is not None
+        else ""
+    )
+    why = (
+        f'<p class="why">{html.escape(data_end_note(row["metric_id"]))}</p>'
+        if row["data_as_of"] is not None
+        else ""
+    )
+    return (
+        f'<div class="card" data-metric="{html.escape(row["metric_id"])}">'
+        f'<p class="value">{html.escape(_headline_value(row))}</p>'
+        f'<p class="name">{html.escape(row["metric_name"])}</p>'
+        f'<p class="asof">{html.escape(_headline_label(row))}{target}</p>{why}</div>'
+    )
 
 
 def render(headlines: list[dict], results: dict[str, list[dict]], generated_at: datetime) -> str:
     as_of = max((row["data_as_of"] for row in headlines if row["data_as_of"]), default=None)
-    cards = "".join(
-        f'<div class="card"><p class="value">{html.escape(_headline_value(row))}</p>'
-        f'<p class="name">{html.escape(row["metric_name"])}</p>'
-        f'<p class="asof">{html.escape(_headline_label(row))} '
-        f"{html.escape(_display(row['data_as_of'], 'date'))}"
-        + (
-            f" · target {html.escape(_display(row['target'], _kind_of(row)))}"
-            if row["target"] is not None
-            else ""
-        )
-        + "</p></div>"
-        for row in headlines
-    )
+    cards = "".join(_card(row) for row in headlines)
     headline_table = _table(
         "Headline numbers (the figures in the cards above)", HEADLINE_COLUMNS, headlines, False
     )
@@ -702,14 +906,16 @@ def render(headlines: list[dict], results: dict[str, list[dict]], generated_at: 
         rows = results[panel.slug]
         specs[panel.slug] = _spec(panel, rows)
         suppressed = any(row.get(SUPPRESSED) for row in rows)
+        title = html.escape(panel.title)
         sections.setdefault(panel.section, []).append(
             f'<figure class="panel" id="{panel.slug}">'
+            f'<figcaption><h3 id="title-{panel.slug}">{title}</h3>'
+            f'<p class="span">{html.escape(panel.span(rows))}</p>'
+            f"<p>{html.escape(panel.description)}</p></figcaption>"
             f'<div class="chart" id="chart-{panel.slug}" role="img" '
-            f'aria-label="{html.escape(panel.title)}: chart; the table below has its numbers"></div>'
-            f"<figcaption><p>{html.escape(panel.description)}</p>"
+            f'aria-label="{title}: chart; the table below has its numbers"></div>'
             f'<p><a class="csv" href="data/{panel.slug}.csv" download>Download the data (CSV)</a></p>'
-            f"</figcaption>"
-            f"<details><summary>Table: {html.escape(panel.title)}</summary>"
+            f"<details><summary>Table: {title}</summary>"
             f"{_table(panel.title, panel.columns, rows, suppressed)}</details></figure>"
         )
     body = "".join(
@@ -720,6 +926,7 @@ def render(headlines: list[dict], results: dict[str, list[dict]], generated_at: 
     # "</" inside a script element would end it early.
     specs_json = json.dumps(specs).replace("</", "<\\/")
     as_of_text = as_of.isoformat() if as_of else "no data yet"
+    delay_hours = int(dbt_var("publication_delay_hours"))
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -728,14 +935,22 @@ def render(headlines: list[dict], results: dict[str, list[dict]], generated_at: 
 <title>How our city is doing</title>
 <style>
 body{{font-family:system-ui,sans-serif;max-width:72rem;margin:0 auto;padding:1rem 2rem;color:#1b1b1b;line-height:1.45}}
-h1{{margin-bottom:.2rem}} .asof-page{{color:#444;margin-top:0}}
+h1{{margin-bottom:.2rem}} h3{{margin:.2rem 0}} .asof-page{{color:#444;margin-top:0}}
 .cards{{display:grid;grid-template-columns:repeat(auto-fill,minmax(13rem,1fr));gap:1rem}}
 .card{{border:1px solid #ccd;border-radius:.5rem;padding:.8rem}} .card p{{margin:.2rem 0}}
-.value{{font-size:1.9rem;font-weight:700;color:#1f6f8b}} .name{{font-weight:600}} .asof{{color:#555;font-size:.85rem}}
+.value{{font-size:1.9rem;font-weight:700;color:#1f6f8b}} .name{{font-weight:600}}
+.asof,.why{{color:#555;font-size:.85rem}}
 .panel{{margin:1.5rem 0;border-top:1px solid #dde;padding-top:1rem}} .chart{{width:100%}}
+.span{{color:#333}}
+.table-wrap{{max-width:100%;overflow-x:auto}}
 table{{border-collapse:collapse;margin:.5rem 0}} caption{{text-align:left;font-weight:600;padding:.3rem 0}}
 th,td{{border:1px solid #ccd;padding:.2rem .5rem;text-align:left}} .num{{text-align:right}}
 .note{{color:#555;font-size:.85rem}} a.csv{{font-weight:600}}
+main,header,footer,p,h1,h2,h3,caption,th,td{{overflow-wrap:anywhere}}
+@media (max-width:40rem){{
+body{{padding:.75rem}} h1{{font-size:1.6rem}} .panel{{margin:1rem 0}}
+th,td{{padding:.2rem .3rem}}
+}}
 </style>
 <script>
 // Vega, Vega-Lite and vega-embed, inlined so that the page needs no network.
@@ -756,8 +971,9 @@ th,td{{border:1px solid #ccd;padding:.2rem .5rem;text-align:left}} .num{{text-al
 {body}
 </main>
 <footer><p class="note">Neighborhood and call-type figures from 1 to {min_cell_count() - 1} records
-are suppressed to protect the people behind them. Calls appear once their publication delay has
-passed.</p></footer>
+are suppressed to protect the people behind them. 911 calls and Mediation Response Unit cases are
+published {delay_hours} hours after they come in, so their figures end before the others'. A week
+or month the data covers only in part is left out of its chart and kept in its table.</p></footer>
 <script>
 const specs = {specs_json};
 for (const [slug, spec] of Object.entries(specs)) {{

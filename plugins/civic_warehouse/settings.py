@@ -14,14 +14,23 @@ PLUGINS_DIR = PROJECT_ROOT / "plugins"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 SOURCES_DIR = PROJECT_ROOT / "sources"
-BUILD_DIR = PROJECT_ROOT / "build"
+# Generated output: the docs site, the public page, the dbt manifest the DAGs render, caches.
+BUILD_DIR = Path(os.environ.get("CW_BUILD_DIR") or PROJECT_ROOT / "build")
 
 # The embedded warehouse keeps its data here (ignored by git).
 EMBEDDED_DIR = PROJECT_ROOT / ".warehouse"
 EMBEDDED_PORT = int(os.environ.get("WAREHOUSE_PORT", "55432"))
 EMBEDDED_DATABASE = os.environ.get("WAREHOUSE_DATABASE", "civic")
 
+# The servers the Makefile starts, and where they listen: every URL the project prints is made
+# from these. They listen on 127.0.0.1 only unless LISTEN_ADDRESS names another address.
+LISTEN_ADDRESS = os.environ.get("LISTEN_ADDRESS", "127.0.0.1")
+AIRFLOW_PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
+DOCS_PORT = int(os.environ.get("DOCS_PORT", "8081"))
 SIMULATOR_PORT = int(os.environ.get("SIMULATOR_PORT", "8780"))
+SUPERSET_PORT = int(os.environ.get("SUPERSET_PORT", "8088"))
+# Records of the running servers (pid, start time, URL), so `make stop` finds them from any shell.
+RUN_DIR = Path(os.environ.get("CW_RUN_DIR") or PROJECT_ROOT / ".run")
 
 # Schemas of the warehouse, by layer. Marts are built into CANDIDATE, audited, then swapped
 # into OPEN in one transaction; the version they replaced stays in OPEN_PREVIOUS for restore.
@@ -30,6 +39,13 @@ CANDIDATE_SCHEMA = "candidate"
 OPEN_SCHEMA = "open"
 OPEN_PREVIOUS_SCHEMA = "open_previous"
 QUALITY_SCHEMA = "quality"
+
+
+def server_url(port: int, address: str | None = None) -> str:
+    """Where a server listening on ``address`` (default LISTEN_ADDRESS) and ``port`` is reached."""
+    host = address or LISTEN_ADDRESS
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def airflow_home() -> Path:

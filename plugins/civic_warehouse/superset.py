@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from civic_warehouse import access, settings, warehouse
+from civic_warehouse import access, servers, settings, warehouse
 
 BI_DIR = settings.PROJECT_ROOT / "bi"
 VENV_DIR = BI_DIR / ".venv"
@@ -173,13 +173,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(url: str, home: Path, keys: Secrets, port: int = 0) -> Iterator[str]:
-    """Superset's web server (gunicorn) on 127.0.0.1 until the block exits; yields its base URL."""
+    """Superset's web server (gunicorn) on LISTEN_ADDRESS until the block exits; yields its URL."""
     port = port or free_port()
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = settings.server_url(port)
     log_path = home / "superset.log"
     argv = [
         str(VENV_DIR / "bin" / "gunicorn"),
-        "--bind", f"127.0.0.1:{port}",
+        "--bind", f"{settings.LISTEN_ADDRESS}:{port}",
         "--workers", "2",
         "--worker-class", "gthread",
         "--threads", "4",
@@ -232,7 +232,7 @@ def run(port: int) -> int:
     keys = Secrets.load(home)
     print("provisioning Superset from bi/ ...", flush=True)
     provision(url, home, keys)
-    with serve(url, home, keys, port) as base_url:
+    with serve(url, home, keys, port) as base_url, servers.registered("bi", base_url):
         print(f"Superset          {base_url}{DASHBOARD_PATH}")
         print(f"Log in            {ADMIN_USERNAME} / {keys.admin_password}")
         if keys.generated:
@@ -240,7 +240,7 @@ def run(port: int) -> int:
                 f"Generated         {', '.join(keys.generated)} (unset), kept in "
                 f"{home / 'secrets.generated.json'}"
             )
-        print("Stop with Ctrl-C.", flush=True)
+        print("Stop with Ctrl-C, or make stop from another shell.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)

@@ -1,6 +1,7 @@
 """Superset provisioned from bi/ on a real published warehouse, looked at in headless Chromium:
 the admin logs in, opens the "City performance" dashboard, and every chart the bundle defines has
-drawn its data (no error, no empty result). Superset reads the warehouse as bi_reader.
+drawn its data (no error, no empty result), showing what its title says. Superset reads the
+warehouse as bi_reader.
 
 One module-wide warehouse (two weeks of every source, built and published) and one Superset
 (its own virtualenv, made from bi/requirements.txt on first use; a throwaway home).
@@ -163,6 +164,43 @@ def test_the_big_numbers_are_the_published_totals(dashboard, published, chromium
         "MRU calls handled": f"{expected['mru_calls_handled']:,}",
         "Building permits issued": f"{expected['permits_issued']:,}",
     }
+
+
+EQUITY_CHART = "Open 311 requests per 10,000 residents on the last day shown, by neighborhood"
+
+
+def test_the_equity_tables_citywide_is_the_citys_rate_on_the_last_day_on_every_row(
+    dashboard,
+    published,
+    chromium,  # noqa: F811 (fixture)
+):
+    with psycopg.connect(published) as conn:
+        (citywide,) = conn.execute(
+            "select round(daily.metric_value * 10000"
+            " / (select sum(population) from open.dim_neighborhood), 1)"
+            " from open.fct_kpi_daily as daily where area = 'Citywide'"
+            " and metric_id = 'service_requests_open_backlog' order by date_day desc limit 1"
+        ).fetchone()
+    chart = chromium.find_element(By.CSS_SELECTOR, f'[data-test-chart-name="{EQUITY_CHART}"]')
+    headers = [th.text for th in chart.find_elements(By.CSS_SELECTOR, "table thead th")]
+    column = headers.index("Citywide")
+    rows = chart.find_elements(By.CSS_SELECTOR, "table tbody tr")
+    shown = {row.find_elements(By.TAG_NAME, "td")[column].text for row in rows}
+    assert len(rows) > 1 and shown == {str(citywide)}, headers
+
+
+def test_the_share_charts_axes_run_from_0_to_100_percent_as_imported(superset_url, keys):
+    token = api(superset_url, "/api/v1/security/login", {
+        "username": superset.ADMIN_USERNAME, "password": keys.admin_password, "provider": "db",
+    })["access_token"]  # fmt: skip
+    listed = api(
+        superset_url, "/api/v1/chart/?q=(columns:!(slice_name,params),page_size:100)", token=token
+    )["result"]
+    params = {chart["slice_name"]: json.loads(chart["params"]) for chart in listed}
+    shares = {name: p for name, p in params.items() if "%" in p.get("y_axis_format", "")}
+    assert len(shares) == 2
+    for name, chart in shares.items():
+        assert (chart["truncateYAxis"], chart["y_axis_bounds"]) == (True, [0, 1]), name
 
 
 def test_superset_connects_as_the_bi_role_with_the_password_kept_out_of_sight(

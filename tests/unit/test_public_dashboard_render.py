@@ -1,4 +1,5 @@
-"""The public page's HTML from given rows: tables behind charts, withheld cells, nothing external."""
+"""The public page's HTML from given rows: tables behind charts, withheld cells, nothing external,
+partial periods left out of the charts, spans and data-end dates said as the rows have them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import datetime as dt
 import re
 from decimal import Decimal
 
-from civic_warehouse import public_dashboard
+from civic_warehouse import public_dashboard, settings
 
 AS_OF = dt.date(2026, 10, 30)
 
@@ -37,6 +38,7 @@ def headline(metric_id: str, unit: str, value) -> dict:
         "unit": unit,
         "direction": "higher_is_better",
         "target": None,
+        "data_from": AS_OF - dt.timedelta(days=29),
         "data_as_of": AS_OF,
         "value": value,
         "records": 10,
@@ -81,3 +83,64 @@ def test_the_page_loads_nothing_from_elsewhere_and_data_cannot_end_its_script():
 def test_the_pages_window_fits_in_the_recent_calls_mart():
     # The page's calls figures read fct_recent_calls_for_service: a longer window would be cut short.
     assert int(public_dashboard.dbt_var("recent_calls_days")) >= public_dashboard.WINDOW_DAYS
+
+
+def week(start: str, days: int, value: int) -> dict:
+    return {
+        "week_start": dt.date.fromisoformat(start),
+        "days_with_data": days,
+        "days_in_period": 7,
+        "partial": days < 7,
+        "calls_handled": value,
+        "resolved_without_police_share": Decimal("0.98"),
+    }
+
+
+WEEKS = [week("2026-09-28", 4, 80), week("2026-10-05", 7, 270), week("2026-10-12", 7, 280)]
+WEEKS += [week("2026-10-19", 7, 265), week("2026-10-26", 5, 190)]
+
+
+def test_partial_weeks_are_not_drawn_and_the_caption_names_them():
+    assert public_dashboard.drawn_periods(WEEKS) == WEEKS[1:4]
+    [panel] = [p for p in public_dashboard.PANELS if p.slug == "mru_calls_per_week"]
+    assert panel.span(WEEKS) == (
+        "3 full weeks, 2026-10-05 to 2026-10-25. Left out of the chart as partial (the table has "
+        "them): the week of 2026-09-28 (data on 4 of its 7 days); the week of 2026-10-26 (data on "
+        "5 of its 7 days)."
+    )
+    spec = public_dashboard._spec(panel, WEEKS)
+    drawn = {row["week_start"] for row in spec["data"]["values"]}
+    assert drawn == {"2026-10-05", "2026-10-12", "2026-10-19"}
+    page = render(rows_for_every_panel() | {"mru_calls_per_week": WEEKS})
+    assert ">2026-09-28<" in page  # the table keeps the partial weeks
+
+
+def test_with_no_full_period_the_partial_one_is_drawn_and_said_to_be_partial():
+    only = [week("2026-10-26", 5, 190)]
+    assert public_dashboard.drawn_periods(only) == only
+    [panel] = [p for p in public_dashboard.PANELS if p.slug == "mru_calls_per_week"]
+    assert panel.span(only).startswith("No full week of data yet")
+
+
+def test_headlines_say_their_days_and_why_they_end_there():
+    page = render(rows_for_every_panel())
+    assert "in the 30 days 2026-10-01 to 2026-10-30" in page
+    hours = public_dashboard.dbt_var("publication_delay_hours")
+    assert f"911 calls are published {hours} hours after they are received" in page
+    assert f"Mediation Response Unit cases are published {hours} hours after they open" in page
+    assert public_dashboard.data_end_note("permits_issued") == (
+        "The latest day of building permits published."
+    )
+
+
+def test_the_sources_said_to_wait_are_those_whose_marts_wait():
+    # The marts that apply the publication delay, and the sources they are built from.
+    models = settings.DBT_PROJECT_DIR / "models"
+    delayed = {
+        path.stem for path in models.rglob("*.sql") if "publication_cutoff()" in path.read_text()
+    }
+    assert delayed == {"fct_calls_for_service", "fct_mru_responses"}
+    assert set(public_dashboard.DELAYED_SOURCES) == {"calls_for_service", "mru_cases"}
+    # Every headline's source is one the page can name.
+    sources = public_dashboard.metric_sources()
+    assert set(sources.values()) <= set(public_dashboard.SOURCE_NAMES)

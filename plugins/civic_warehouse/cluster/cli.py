@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from civic_warehouse import settings
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     cluster = commands.add_parser(
@@ -23,8 +25,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--broker-url",
         help="Celery broker (default: redis://127.0.0.1:6379/0, or a Redis started here)",
     )
-    cluster.add_argument("--host", default="127.0.0.1", help="address the api-server listens on")
-    cluster.add_argument("--port", type=int, default=8080, help="port of the api-server")
+    cluster.add_argument(
+        "--host",
+        default=settings.LISTEN_ADDRESS,
+        help="address the api-server listens on (LISTEN_ADDRESS, default 127.0.0.1)",
+    )
+    cluster.add_argument(
+        "--port",
+        type=int,
+        default=settings.AIRFLOW_PORT,
+        help="port of the api-server (AIRFLOW_PORT, default 8080)",
+    )
     cluster.add_argument(
         "--simulator-port", type=int, help="also serve the city-systems simulator on this port"
     )
@@ -65,11 +76,11 @@ def _run(args: argparse.Namespace, deployment) -> int:
     )
     if args.action == "start":
         state = cluster.start()
-        print(_describe(state))
+        print(describe(state))
     elif args.action == "status":
         running = cluster.running()
         state = cluster.state()
-        print(_describe(state, running) if state else "not started")
+        print(describe(state, running) if state else "not started")
         return 0 if state and len(running) == len(state["components"]) else 1
     elif args.action == "run":
         stages = deployment.pipeline_stages(args.start, args.end, args.full_refresh)
@@ -85,14 +96,15 @@ def _run(args: argparse.Namespace, deployment) -> int:
     return 0
 
 
-def _describe(state: dict, running: list[str] | None = None) -> str:
+def describe(state: dict, running: list[str] | None = None) -> str:
     lines = [
         f"Airflow API/UI    {state['api_url']}  (user {state['username']}, "
         f"password in {state['password_file']})",
         f"Metadata DB       {state['metadata_database']}",
-        f"Celery broker     {state['broker_url']}  (queue {state['queue']})",
         f"Logs              {state['log_dir']}",
     ]
+    if state.get("broker_url"):
+        lines.insert(2, f"Celery broker     {state['broker_url']}  (queue {state['queue']})")
     for component in state["components"]:
         status = (
             "" if running is None else (" running" if component["name"] in running else " STOPPED")

@@ -1,11 +1,16 @@
-"""The CeleryExecutor deployment of docker-compose.yml, run natively on one machine.
+"""Airflow deployments run natively on one machine, each component a process of its own.
 
-Each Airflow component is a process of its own, configured the way the compose file configures its
-container: scheduler, dag-processor, api-server, triggerer and a Celery worker, sharing a PostgreSQL
-metadata database (never the warehouse's database), Redis as the Celery broker and the metadata
-database as Celery's result backend. Workers reach the api-server's execution API over HTTP, with
-tokens signed by a JWT secret all components share. Optionally the city-systems simulator runs
-beside them, as it does in compose.
+Two kinds share this code. The CeleryExecutor deployment of docker-compose.yml (``cluster``):
+scheduler, dag-processor, api-server, triggerer and a Celery worker, configured the way the compose
+file configures their containers, sharing a PostgreSQL metadata database (never the warehouse's
+database), Redis as the Celery broker and the metadata database as Celery's result backend. And the
+LocalExecutor deployment ``make airflow`` starts (``standalone``): the same components but the
+worker, with the metadata in SQLite in the project's Airflow home, where ``make demo``'s runs are.
+Tasks reach the api-server's execution API over HTTP, with tokens signed by a JWT secret all
+components share. Optionally the city-systems simulator runs beside them, as it does in compose.
+
+The api-server (and the simulator) start first, and the scheduler only once they answer: a task the
+scheduler queued before that would fail its first try with "connection refused".
 
 ``start`` records what it started in ``<home>/cluster.json``; ``stop`` (from any process) reads it.
 """
@@ -24,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import requests
 from cryptography.fernet import Fernet
 
 from civic_warehouse import settings, warehouse
@@ -37,6 +43,8 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"  # database 0 of the Redis on th
 DEFAULT_METADATA_DATABASE = "airflow"
 ADMIN_USER = os.environ.get("AIRFLOW_ADMIN_USER", "admin")
 
+# Started first, and waited for: what tasks call (the execution API, the city systems).
+FIRST = ("api-server", "simulator")
 # Stopped in this order: nothing schedules new work while the worker finishes what it holds, and
 # the api-server (which running tasks report to) goes last, before the broker.
 COMPONENTS = ("scheduler", "triggerer", "dag-processor", "worker", "simulator", "api-server")
@@ -49,16 +57,21 @@ class ClusterError(RuntimeError):
 @dataclass
 class ClusterConfig:
     home: Path = DEFAULT_HOME
-    # postgresql:// URL of Airflow's metadata database; default: database "airflow" on the
-    # warehouse's server (the embedded one, or WAREHOUSE_URL's).
+    # "CeleryExecutor" (with a worker and a broker) or "LocalExecutor" (tasks run by the scheduler).
+    executor: str = "CeleryExecutor"
+    # postgresql:// URL of Airflow's metadata database; default: for Celery, database "airflow" on
+    # the warehouse's server (the embedded one, or WAREHOUSE_URL's); else SQLite in ``home``.
     metadata_url: str | None = None
     broker_url: str = DEFAULT_BROKER_URL
-    api_host: str = "127.0.0.1"
-    api_port: int = 8080
+    api_host: str = settings.LISTEN_ADDRESS
+    api_port: int = settings.AIRFLOW_PORT
     simulator_port: int | None = None  # also serve the city-systems simulator on this port
     worker_concurrency: int = 4
     # False: the scheduler creates no runs from schedules or assets; only triggered runs run.
     schedules: bool = True
+    # A DAG the processor sees for the first time waits to be unpaused (a shared deployment's
+    # choice); False lets its schedule run at once.
+    paused_at_creation: bool = True
     # Celery queue and worker name: deployments sharing one Redis never take each other's tasks.
     name: str = "civic"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -77,8 +90,22 @@ class ClusterConfig:
 
     @property
     def api_url(self) -> str:
-        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host
-        return f"http://{host}:{self.api_port}"
+        return settings.server_url(self.api_port, self.api_host)
+
+    @property
+    def celery(self) -> bool:
+        return self.executor == "CeleryExecutor"
+
+
+def standalone_config() -> ClusterConfig:
+    """``make airflow``: LocalExecutor on the project's Airflow home, with the simulator."""
+    return ClusterConfig(
+        home=settings.airflow_home(),
+        executor="LocalExecutor",
+        simulator_port=settings.SIMULATOR_PORT,
+        paused_at_creation=False,
+        name="standalone",
+    )
 
 
 class Cluster:
@@ -100,21 +127,28 @@ class Cluster:
                 f"a deployment recorded in {config.state_file} is still running: stop it first"
             )
         config.home.mkdir(parents=True, exist_ok=True)
-        metadata_url = config.metadata_url or default_metadata_url()
-        warehouse.ensure_database(metadata_url)
-        redis = broker.ensure_redis(config.broker_url, config.home / "redis")
-        env = self.environ(metadata_url, redis.url)
-        started = [redis.server] if redis.server else []
+        deadline = time.monotonic() + timeout
+        metadata_url = config.metadata_url or (default_metadata_url() if config.celery else None)
+        if metadata_url:
+            warehouse.ensure_database(metadata_url)
+        redis = (
+            broker.ensure_redis(config.broker_url, config.home / "redis") if config.celery else None
+        )
+        broker_url = redis.url if redis else None
+        env = self.environ(metadata_url, broker_url)
+        started = [redis.server] if redis and redis.server else []
         try:
             self._prepare(env)
-            started += [
-                processes.spawn(name, argv, env, config.log_dir / f"{name}.log")
-                for name, argv in self._commands().items()
-            ]
-            state = self._record(started, metadata_url, redis.url)
-            self._wait_until_healthy(started, time.monotonic() + timeout)
+            later = self._commands()
+            first = {name: later.pop(name) for name in FIRST if name in later}
+            started += self._spawn(first, env)
+            self._record(started, metadata_url, broker_url)
+            self._wait_until_serving(started, deadline)
+            started += self._spawn(later, env)
+            state = self._record(started, metadata_url, broker_url)
+            self._wait_until_healthy(started, deadline)
         except BaseException:
-            self._record(started, metadata_url, redis.url)
+            self._record(started, metadata_url, broker_url)
             self.stop()
             raise
         return state
@@ -157,27 +191,24 @@ class Cluster:
         client.login()
         return client
 
-    def environ(self, metadata_url: str, broker_url: str) -> dict[str, str]:
+    def environ(self, metadata_url: str | None, broker_url: str | None) -> dict[str, str]:
         """The configuration every component shares, as Airflow environment variables."""
         config = self.config
         keys = _secrets(config.home)
-        parts = warehouse.ConnectionParts.from_url(metadata_url)
-        credentials = parts.url().split("://", 1)[1]
+        bin_dir = str(Path(sys.executable).parent)
         env = {
             **os.environ,
             **settings.airflow_environ(),
+            # Components start helpers through PATH (a shell without the virtualenv active has
+            # no `airflow` or `dbt` on it).
+            "PATH": os.pathsep.join(p for p in (bin_dir, os.environ.get("PATH", "")) if p),
             "AIRFLOW_HOME": str(config.home),
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{credentials}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{credentials}",
-            "AIRFLOW__CELERY__BROKER_URL": broker_url,
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(config.worker_concurrency),
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": config.name,
+            "AIRFLOW__CORE__EXECUTOR": config.executor,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{config.api_url}/execution/",
             "AIRFLOW__API__BASE_URL": f"{config.api_url}/",
             "AIRFLOW__API__HOST": config.api_host,
             "AIRFLOW__API__PORT": str(config.api_port),
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(config.paused_at_creation),
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(config.schedules),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(config.password_file),
@@ -186,12 +217,22 @@ class Cluster:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(broker.free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(broker.free_port()),
         }
+        if metadata_url:
+            credentials = warehouse.ConnectionParts.from_url(metadata_url).url().split("://", 1)[1]
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"postgresql+psycopg2://{credentials}"
+        if config.celery:
+            env |= {
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{credentials}",
+                "AIRFLOW__CELERY__BROKER_URL": broker_url or config.broker_url,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(config.worker_concurrency),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": config.name,
+            }
         # Secrets every component must share (a worker whose JWT secret differs from the
         # api-server's has every task refused): from the environment, else generated once.
         for variable, value in keys.items():
             env[variable] = os.environ.get(variable) or value
         if config.simulator_port:
-            env["CITY_SIMULATOR_URL"] = f"http://127.0.0.1:{config.simulator_port}"
+            env["CITY_SIMULATOR_URL"] = settings.server_url(config.simulator_port, "127.0.0.1")
         return env | config.extra_env
 
     def _commands(self) -> dict[str, list[str]]:
@@ -209,7 +250,9 @@ class Cluster:
             "scheduler": [airflow, "scheduler"],
             "dag-processor": [airflow, "dag-processor"],
             "triggerer": [airflow, "triggerer"],
-            "worker": [
+        }
+        if config.celery:
+            commands["worker"] = [
                 airflow,
                 "celery",
                 "worker",
@@ -219,18 +262,27 @@ class Cluster:
                 str(config.worker_concurrency),
                 "--celery-hostname",
                 f"{config.name}@%h",
-            ],
-        }
+            ]
         if config.simulator_port:
             commands["simulator"] = [
                 sys.executable,
                 "-m",
                 "civic_warehouse",
                 "simulator",
+                "--host",
+                "127.0.0.1",
                 "--port",
                 str(config.simulator_port),
             ]
         return commands
+
+    def _spawn(
+        self, commands: dict[str, list[str]], env: dict[str, str]
+    ) -> list[processes.Running]:
+        return [
+            processes.spawn(name, argv, env, self.config.log_dir / f"{name}.log")
+            for name, argv in commands.items()
+        ]
 
     def _prepare(self, env: dict[str, str]) -> None:
         """Metadata schema, admin password and the dbt manifest the transform DAG renders from."""
@@ -250,15 +302,20 @@ class Cluster:
             raise ClusterError(f"airflow db migrate failed (log {migrate_log}):\n{tail}")
 
     def _record(
-        self, started: list[processes.Running], metadata_url: str, broker_url: str
+        self, started: list[processes.Running], metadata_url: str | None, broker_url: str | None
     ) -> dict[str, Any]:
         state = {
             "api_url": self.config.api_url,
             "username": ADMIN_USER,
             "password_file": str(self.config.password_file),
             "log_dir": str(self.config.log_dir),
-            "metadata_database": "{0.host}:{0.port}/{0.dbname}".format(
-                warehouse.ConnectionParts.from_url(metadata_url)
+            "executor": self.config.executor,
+            "metadata_database": (
+                "{0.host}:{0.port}/{0.dbname}".format(
+                    warehouse.ConnectionParts.from_url(metadata_url)
+                )
+                if metadata_url
+                else f"sqlite {self.config.home / 'airflow.db'}"
             ),
             "broker_url": broker_url,
             "queue": self.config.name,
@@ -270,18 +327,30 @@ class Cluster:
         self.config.state_file.write_text(json.dumps(state, indent=2) + "\n")
         return state
 
+    def _wait_until_serving(self, started: list[processes.Running], deadline: float) -> None:
+        """Until the api-server (and the simulator, when started) answer HTTP."""
+        client = AirflowApi(self.config.api_url, ADMIN_USER, admin_password(self.config))
+        simulator = self.config.simulator_port
+        while True:
+            _raise_if_exited(started)
+            waiting = [] if _answers(client) else ["api-server"]
+            if simulator and not _answers_http(settings.server_url(simulator, "127.0.0.1")):
+                waiting.append("simulator")
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"not answering in time: {', '.join(waiting)} (logs in {self.config.log_dir})"
+                )
+            time.sleep(1)
+
     def _wait_until_healthy(self, started: list[processes.Running], deadline: float) -> None:
         client = AirflowApi(self.config.api_url, ADMIN_USER, admin_password(self.config))
-        worker = next(r for r in started if r.name == "worker")
+        worker = next((r for r in started if r.name == "worker"), None)
         while True:
-            for component in started:
-                if not component.alive():
-                    raise ClusterError(
-                        f"{component.name} exited during start-up (log {component.log}):\n"
-                        f"{component.log_tail()}"
-                    )
+            _raise_if_exited(started)
             unhealthy = _unhealthy(client)
-            if not _worker_ready(worker):
+            if worker and not _worker_ready(worker):
                 unhealthy.append("worker")
             if not unhealthy:
                 return
@@ -346,6 +415,31 @@ def run_pipeline(
     return results
 
 
+def _raise_if_exited(started: list[processes.Running]) -> None:
+    for component in started:
+        if not component.alive():
+            raise ClusterError(
+                f"{component.name} exited during start-up (log {component.log}):\n"
+                f"{component.log_tail()}"
+            )
+
+
+def _answers(client: AirflowApi) -> bool:
+    try:
+        client.health()
+    except (ApiError, OSError):
+        return False
+    return True
+
+
+def _answers_http(url: str) -> bool:
+    try:
+        requests.get(url, timeout=5)
+    except requests.RequestException:
+        return False
+    return True
+
+
 def _unhealthy(client: AirflowApi) -> list[str]:
     try:
         health = client.health()
@@ -370,6 +464,7 @@ def _write_password_file(config: ClusterConfig) -> None:
     wanted = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or passwords.get(ADMIN_USER)
     passwords[ADMIN_USER] = wanted or secrets.token_urlsafe(18)
     path.touch(mode=0o600)
+    path.chmod(0o600)  # also a file an older version, or another tool, left readable
     path.write_text(json.dumps(passwords) + "\n")
 
 

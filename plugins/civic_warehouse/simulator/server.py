@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -607,8 +608,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--first-day", type=dt.date.fromisoformat, default=dt.date(2026, 1, 1))
-    parser.add_argument("--last-day", type=dt.date.fromisoformat, default=dt.date(2026, 10, 31))
+    # The days the city's systems hold: the options, else SIMULATOR_FIRST_DAY and
+    # SIMULATOR_LAST_DAY (so `make airflow` can serve the days its scheduler will ask for).
+    parser.add_argument(
+        "--first-day",
+        type=dt.date.fromisoformat,
+        default=os.environ.get("SIMULATOR_FIRST_DAY") or "2026-01-01",
+    )
+    parser.add_argument(
+        "--last-day",
+        type=dt.date.fromisoformat,
+        default=os.environ.get("SIMULATOR_LAST_DAY") or "2026-10-31",
+    )
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply every dataset's daily volume"
