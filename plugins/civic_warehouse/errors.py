@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from civic_warehouse.catalog import CatalogError
 from civic_warehouse.connectors.http import SourceError
+from civic_warehouse.loader import LoadError
 from civic_warehouse.publish import PublishError
 from civic_warehouse.quality import QualityGateFailed
 from civic_warehouse.superset import SupersetError
@@ -13,6 +14,7 @@ from civic_warehouse.warehouse import WarehouseError
 USER_ERRORS = (
     CatalogError,
     SourceError,
+    LoadError,
     PublishError,
     QualityGateFailed,
     DbtError,

@@ -232,7 +232,13 @@ def run(port: int) -> int:
     keys = Secrets.load(home)
     print("provisioning Superset from bi/ ...", flush=True)
     provision(url, home, keys)
-    with serve(url, home, keys, port) as base_url, servers.registered("bi", base_url):
+    # bi_reader may lift its own statement timeout and settings: the guard undoes that while
+    # Superset serves (python -m civic_warehouse.access guard does it for other BI tools).
+    with (
+        access.Guard(url, password=keys.bi_reader_password),
+        serve(url, home, keys, port) as base_url,
+        servers.registered("bi", base_url),
+    ):
         print(f"Superset          {base_url}{DASHBOARD_PATH}")
         print(f"Log in            {ADMIN_USERNAME} / {keys.admin_password}")
         if keys.generated:

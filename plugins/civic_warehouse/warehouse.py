@@ -7,10 +7,13 @@ Great Expectations, Airflow assets and BI tools all reach it the same way they r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
+import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -91,6 +94,20 @@ def dbt_environ(url: str | None = None) -> dict[str, str]:
     }
 
 
+# Every TCP connection, the superuser's included, proves a SCRAM password: 127.0.0.1 is reachable
+# by every local user and process. The only password-less way in is the superuser's Unix socket,
+# which lives in the data directory (mode 700), so only the server's own OS user (and root) can
+# reach it; it lets the owner recover when the password file is lost.
+PG_HBA = """\
+# Written by civic_warehouse (warehouse.py); rewritten on every start.
+local   all   postgres                  trust
+host    all   all       127.0.0.1/32    scram-sha-256
+host    all   all       ::1/128         scram-sha-256
+"""
+# sun_path holds 108 bytes; a longer socket path would keep the server from starting.
+MAX_SOCKET_PATH = 100
+
+
 class EmbeddedWarehouse:
     """PostgreSQL 16 from the pgserver wheel, data in ``.warehouse/``, TCP on 127.0.0.1."""
 
@@ -98,13 +115,49 @@ class EmbeddedWarehouse:
         self.root = root or settings.EMBEDDED_DIR
         self.pgdata = self.root / "pgdata"
         self.port = port or settings.EMBEDDED_PORT
+        self.password_file = self.root / "superuser.password"
 
     def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://postgres:{self.superuser_password()}@127.0.0.1:{self.port}/{dbname}"
+
+    def superuser_password(self) -> str:
+        """The superuser's password, generated once into ``superuser.password`` (mode 600)."""
+        if not self.password_file.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            # Hex: it goes into URLs unquoted.
+            candidate = self.root / f".superuser.password.{os.getpid()}"
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(24) + "\n")
+            # A link never replaces: when two processes race, both use the first one's password.
+            try:
+                os.link(candidate, self.password_file)
+            except FileExistsError:
+                pass
+            finally:
+                candidate.unlink()
+        return self.password_file.read_text().strip()
+
+    def _socket_dir(self) -> str:
+        if len(str(self.pgdata.resolve() / f".s.PGSQL.{self.port}")) > MAX_SOCKET_PATH:
+            return ""
+        return str(self.pgdata.resolve())
+
+    def _owner_connection(self) -> psycopg.Connection:
+        """A superuser session that needs no password when the socket is there (trust, mode 700)."""
+        socket_dir = self._socket_dir()
+        if socket_dir and Path(socket_dir, f".s.PGSQL.{self.port}").exists():
+            # A server started by an earlier version has no socket there, or a stale one.
+            with contextlib.suppress(psycopg.OperationalError):
+                return psycopg.connect(
+                    host=socket_dir, port=self.port, user="postgres", dbname="postgres",
+                    autocommit=True, connect_timeout=3,
+                )  # fmt: skip
+        return psycopg.connect(self.url(), autocommit=True, connect_timeout=3)
 
     def is_running(self) -> bool:
         try:
-            with psycopg.connect(self.url(), connect_timeout=3) as conn:
+            with self._owner_connection() as conn:
                 data_directory = conn.execute("show data_directory").fetchone()[0]
         except psycopg.OperationalError:
             return False
@@ -117,6 +170,7 @@ class EmbeddedWarehouse:
 
     def start(self) -> None:
         if self.is_running():
+            self._require_passwords()
             return
         self.root.mkdir(parents=True, exist_ok=True)
         if not (self.pgdata / "PG_VERSION").exists():
@@ -130,7 +184,7 @@ class EmbeddedWarehouse:
                 [
                     "-w",
                     "-o",
-                    f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories=''",
+                    f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories='{self._socket_dir()}'",
                     "-l",
                     str(self.pgdata / "log"),
                     "start",
@@ -142,6 +196,38 @@ class EmbeddedWarehouse:
         except subprocess.CalledProcessError as err:
             log_tail = (self.pgdata / "log").read_text(errors="replace")[-2000:]
             raise WarehouseError(f"embedded PostgreSQL did not start:\n{log_tail}") from err
+        self._require_passwords()
+
+    def _require_passwords(self) -> None:
+        """Give the superuser its password, then make pg_hba.conf require passwords.
+
+        pgserver's initdb trusts every local connection, and data directories made by earlier
+        versions of this project do too: both are migrated here, on a running server, in this
+        order, so that the superuser is never locked out.
+        """
+        hba = self.pgdata / "pg_hba.conf"
+        if hba.exists() and hba.read_text() == PG_HBA:
+            return
+        from civic_warehouse import access
+
+        verifier = access.scram_verifier(self.superuser_password())
+        with self._owner_connection() as conn:
+            conn.execute(sql.SQL("alter role postgres password {}").format(sql.Literal(verifier)))
+            # In place, not replaced: the file keeps the server's OS user as owner.
+            with open(hba, "w") as out:
+                out.write(PG_HBA)
+            conn.execute("select pg_reload_conf()")
+        # The postmaster reloads asynchronously: return only once a password-less login fails.
+        password_less = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        for _ in range(50):
+            try:
+                psycopg.connect(password_less, connect_timeout=3).close()
+            except psycopg.OperationalError:
+                break
+            time.sleep(0.1)
+        else:
+            raise WarehouseError(f"{hba} was rewritten, but the server still trusts TCP logins")
+        log.info("embedded PostgreSQL: passwords required on TCP (pg_hba.conf rewritten)")
 
     def stop(self) -> None:
         if not (self.pgdata / "postmaster.pid").exists():
@@ -153,7 +239,7 @@ class EmbeddedWarehouse:
         )
 
     def ensure_database(self, dbname: str) -> None:
-        with psycopg.connect(self.url(), autocommit=True) as conn:
+        with self._owner_connection() as conn:
             exists = conn.execute(
                 "select 1 from pg_database where datname = %s", [dbname]
             ).fetchone()

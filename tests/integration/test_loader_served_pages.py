@@ -15,6 +15,7 @@ from civic_warehouse import loader
 from civic_warehouse.catalog import get_source
 from civic_warehouse.connectors import Page, Query, Window, connector_for
 from civic_warehouse.connectors.base import JsonArray
+from civic_warehouse.connectors.http import SourceError
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +99,7 @@ def test_served_records_that_are_not_keyed_objects_are_rejected(conn):
     ]
 
 
-def test_a_key_served_again_on_a_later_page_keeps_its_latest_version_and_counts_once(conn):
+def test_a_key_served_again_on_a_later_page_keeps_its_latest_version_and_rejects_the_others(conn):
     loader.load(conn, SOURCE, SCOPE, [served(1, [call("Z")])], UPDATED_AT)
     newer = call("A", updated="2026-05-01T18:00:00.000Z", disposition_code="ARR")
     older = call("A", updated="2026-05-01T09:00:00.000Z", disposition_code="ADV")
@@ -107,7 +108,12 @@ def test_a_key_served_again_on_a_later_page_keeps_its_latest_version_and_counts_
     result = loader.load(conn, SOURCE, SCOPE, pages, UPDATED_AT)
     assert raw_rows(conn)["A"][0]["disposition_code"] == "ARR"
     assert (result.received, result.inserted, result.updated) == (5, 1, 1)
-    assert (result.unchanged, result.duplicates) == (0, 3)
+    # The older version of A lost: rejected. The second copies of A and Z lose nothing: counted.
+    assert (result.unchanged, result.rejected, result.duplicates) == (0, 1, 2)
+    rejects = conn.execute(
+        "select request_page, position, reason, payload::jsonb from raw._rejects"
+    )
+    assert [(page, position, payload) for page, position, _, payload in rejects] == [(2, 0, older)]
 
 
 def test_when_loading_fails_the_pages_are_no_longer_fetched(conn):
@@ -118,12 +124,14 @@ def test_when_loading_fails_the_pages_are_no_longer_fetched(conn):
         try:
             for number in range(1, 1000):
                 fetched.append(number)
-                # page 2 holds text PostgreSQL cannot store in jsonb: the load fails there
-                yield served(number, [call(f"K{number}", note="\x00" if number == 2 else "")])
+                if number == 2:  # a body that is no array of records: the load fails there
+                    yield Page(number, "u2", JsonArray(b'{"not": "an array"}', 1))
+                else:
+                    yield served(number, [call(f"K{number}")])
         finally:
             stopped.set()
 
-    with pytest.raises(psycopg.Error):
+    with pytest.raises(SourceError, match="u2: page 2 is not a JSON array of records"):
         loader.load(conn, SOURCE, SCOPE, pages(), UPDATED_AT)
     conn.rollback()
     assert stopped.wait(10)
@@ -181,7 +189,8 @@ def test_pages_parsed_ahead_land_exactly_as_the_transaction_alone_lands_them(con
 
     alone, alone_landed = results["0"]
     assert alone.parsed_ahead == 0
-    assert (alone.received, alone.rejected, alone.duplicates) == (12 * 41 + 5, 3, 12)
+    # EVERY's 11 older versions and TWICE's first are rejected as replaced.
+    assert (alone.received, alone.rejected, alone.duplicates) == (12 * 41 + 5, 3 + 11 + 1, 0)
     assert alone_landed[0][0][1]["page"] == 6  # EVERY's newest version
     for sessions in ("2", "2, slow"):
         result, what_landed = results[sessions]
