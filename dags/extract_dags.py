@@ -6,8 +6,8 @@ raw table's Asset, which schedules the transform DAG.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from civic_warehouse import airflow_glue
 from civic_warehouse.catalog import SourceConfig, load_catalog
@@ -24,6 +24,14 @@ A scheduled run loads the records that changed during its data interval (reachin
 source's lookback for late updates), or the events of the interval for a source without a
 last-change field; reference data is read whole. Re-running an interval changes nothing.
 
+**Trigger:** with the form's logical date and no `start`/`end`, a run loads the data interval that
+logical date infers (the last whole scheduled interval before it), as a scheduled run would. A run
+with no logical date (the REST API's or `airflow dags trigger`'s default in Airflow 3) has no data
+interval: it loads what changed since the last load, less the lookback (everything on the first
+load), exactly like `python -m civic_warehouse extract {name}` without dates. A source without a
+last-change field has nothing to continue from: such a run fails at once, without retries, naming
+the source and asking for `start`/`end` or a logical date.
+
 **Backfill:** trigger with `start` and `end` (local dates, end exclusive) to load the events of those
 days, or `airflow backfill create --dag-id {dag_id} --from-date ... --to-date ...` for scheduled
 intervals. **Reconcile:** read every record and mark the ones the city system deleted.
@@ -36,7 +44,8 @@ PARAMS = {
         None,
         type=["null", "string"],
         format="date",
-        description="Backfill from this local date (inclusive). Empty: the run's data interval.",
+        description="Backfill from this local date (inclusive). Empty: the run's data interval, "
+        "or since the last load for a run without a logical date.",
     ),
     "end": Param(
         None,
@@ -60,8 +69,7 @@ def extract_dag(source: SourceConfig) -> None:
     @dag(
         dag_id=dag_id,
         schedule=CronDataIntervalTimetable(source.schedule, timezone=source.timezone),
-        start_date=pendulum.datetime(2026, 1, 1, tz=source.timezone),
-        catchup=False,
+        **airflow_glue.schedule_timing(source),
         max_active_runs=1,
         default_args=airflow_glue.default_args(),
         tags=["extract", source.protocol, "raw"],
@@ -81,15 +89,20 @@ def extract_dag(source: SourceConfig) -> None:
 
             context = get_current_context()
             params = context["params"]
+            # A run without a logical date has no data interval keys at all (see DOC).
             interval_end = context.get("data_interval_end")
-            query = pipeline.query_for_run(
-                source,
-                context.get("data_interval_start"),
-                interval_end,
-                params.get("start"),
-                params.get("end"),
-                reconcile=params["reconcile"],
-            )
+            try:
+                query = pipeline.query_for_run(
+                    source,
+                    context.get("data_interval_start"),
+                    interval_end,
+                    params.get("start"),
+                    params.get("end"),
+                    reconcile=params["reconcile"],
+                )
+            except pipeline.RunScopeError as err:
+                # The trigger asked for what the source cannot give: retries would fail alike.
+                raise AirflowFailException(str(err)) from None
             result = pipeline.extract(source.name, query)
             # The transform DAG anchors the publication delay on the newest loaded interval.
             context["outlet_events"][raw_table].extra = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from civic_warehouse.catalog import CatalogError
 from civic_warehouse.connectors.http import SourceError
 from civic_warehouse.loader import LoadError
+from civic_warehouse.pipeline import RunScopeError
 from civic_warehouse.publish import PublishError
 from civic_warehouse.quality import QualityGateFailed
 from civic_warehouse.superset import SupersetError
@@ -15,6 +16,7 @@ USER_ERRORS = (
     CatalogError,
     SourceError,
     LoadError,
+    RunScopeError,
     PublishError,
     QualityGateFailed,
     DbtError,

@@ -16,7 +16,6 @@ import ctypes
 import ctypes.util
 import functools
 import logging
-import re
 import reprlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +29,7 @@ from psycopg import sql
 
 from civic_warehouse import settings
 from civic_warehouse.catalog import SourceConfig
-from civic_warehouse.connectors.base import JsonArray, Page, Query
+from civic_warehouse.connectors.base import JsonArray, Page, Query, json_array_elements
 from civic_warehouse.connectors.http import SourceError
 from civic_warehouse.page_feed import PageFeed
 
@@ -576,51 +575,6 @@ def _refused(
                 continue
         middle = (start + end) // 2
         ranges += [(start, middle), (middle, end)]
-
-
-_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
-
-
-def json_array_elements(body: bytes) -> list[bytes]:
-    """The elements of a JSON array, each as its text, without parsing them.
-
-    Only strings and brackets are followed, without recursion, so one element's bad text (invalid
-    UTF-8, a lone surrogate, a NUL, nesting of any depth) leaves the others readable. A body that
-    is not one whole array raises ``ValueError`` naming the byte offset where it stops making sense.
-    """
-    depth = 0
-    start = None
-    elements: list[bytes] = []
-    for token in _JSON_TOKENS.finditer(body):
-        char = token.group()[:1]
-        if char in (b"[", b"{"):
-            if depth == 0:
-                if char != b"[" or body[: token.start()].strip():
-                    raise ValueError(f"expected a JSON array at byte {token.start()}")
-                start = token.end()
-            depth += 1
-        elif char in (b"]", b"}"):
-            depth -= 1
-            if depth < 0:
-                raise ValueError(f"unbalanced {char.decode()} at byte {token.start()}")
-            if depth == 0:
-                last = body[start : token.start()].strip()
-                if last:
-                    elements.append(last)
-                elif elements:
-                    raise ValueError(f"an empty element before byte {token.start()}")
-                if body[token.end() :].strip():
-                    raise ValueError(f"text after the array at byte {token.end()}")
-                return elements
-        elif char == b"," and depth == 1:
-            element = body[start : token.start()].strip()
-            if not element:
-                raise ValueError(f"an empty element before byte {token.start()}")
-            elements.append(element)
-            start = token.end()
-    if depth == 0:
-        raise ValueError("expected a JSON array at byte 0")
-    raise ValueError(f"the body ends inside the array (truncated at byte {len(body)})")
 
 
 def _create_staging(

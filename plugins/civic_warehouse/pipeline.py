@@ -22,7 +22,7 @@ from civic_warehouse import (
     warehouse,
 )
 from civic_warehouse import publish as publishing
-from civic_warehouse.connectors import Page, Query, Window, connector_for
+from civic_warehouse.connectors import Page, Query, Window, as_utc, connector_for
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ def local_midnight(source: catalog.SourceConfig, day: str) -> datetime:
     return moment
 
 
+class RunScopeError(ValueError):
+    """A run asks for records its source cannot select that way; running it again cannot help."""
+
+
 def query_for_run(
     source: catalog.SourceConfig,
     interval_start: datetime | None,
@@ -42,40 +46,65 @@ def query_for_run(
     start: str | None = None,
     end: str | None = None,
     reconcile: bool = False,
+    url: str | None = None,
 ) -> Query:
     """What one extract run fetches.
 
     A scheduled run takes the records that changed during its data interval, reaching back by the
     source's lookback for late updates (or, for a source without a last-change field, the events of
     its interval). A backfill names local dates ``start``..``end`` (end exclusive) and takes the
-    events of those days. A reconcile reads everything.
+    events of those days. A reconcile reads everything. A run without a data interval (Airflow 3
+    runs triggered without a logical date) loads what changed since the last load, as the CLI's
+    ``extract`` without dates does; ``url`` names the warehouse that remembers the last load.
+
+    The interval may be any aware datetimes (Airflow passes pendulum DateTimes): they are made
+    plain UTC here, before any arithmetic, so the lookback is elapsed time across clock changes.
     """
     if reconcile or not (source.event_time_field or source.updated_field):
         return Query()  # reference data (no time fields) is read whole every run
     if start or end:
         if not source.event_time_field:
-            raise ValueError(f"source {source.name!r} has no event_time_field to backfill by")
+            raise RunScopeError(
+                f"source {source.name!r} has no event_time_field to backfill by: "
+                "trigger it without start and end"
+            )
         if not (start and end):
-            raise ValueError("give both start and end (local dates, end exclusive), or neither")
+            raise RunScopeError(
+                f"source {source.name!r}: give both start and end "
+                "(local dates, end exclusive), or neither"
+            )
         return Query(events=Window(local_midnight(source, start), local_midnight(source, end)))
     if interval_start is None or interval_end is None:
-        raise ValueError("a run needs a data interval, or start and end dates")
+        if not source.updated_field:
+            raise RunScopeError(
+                f"source {source.name!r} has no updated_field, so a run without a data interval "
+                "has no last load to continue from: trigger it with start and end (local dates, "
+                "end exclusive), or with a logical date"
+            )
+        return query_since_watermark(source, url)
+    interval = Window(as_utc(interval_start), as_utc(interval_end))
     if source.updated_field:
-        return Query(updated=Window(interval_start - source.lookback, interval_end))
-    return Query(events=Window(interval_start, interval_end))
+        return Query(updated=Window(interval.start - source.lookback, interval.end))
+    return Query(events=interval)
 
 
 def query_since_watermark(
     source: catalog.SourceConfig, url: str | None = None, until: datetime | None = None
 ) -> Query:
-    """Records changed since the last load (less the lookback), for runs outside a schedule."""
+    """Records changed since the last load (less the lookback), for runs outside a schedule.
+
+    The CLI's ``extract`` without dates and an Airflow run without a data interval both load this.
+    Before a source's first load that is everything it has.
+    """
     if not source.updated_field:
-        raise ValueError(f"source {source.name!r} has no updated_field: give --since and --until")
+        raise RunScopeError(
+            f"source {source.name!r} has no updated_field: give --since and --until"
+        )
     with warehouse.connect(url) as conn:
         mark = loader.watermark(conn, source)
     if mark is None:
         return Query()  # first load: everything
-    return Query(updated=Window(mark - source.lookback, until or datetime.now(UTC)))
+    return Query(updated=Window(as_utc(mark) - source.lookback, until or datetime.now(UTC)))
 
 
 def extract(
@@ -117,10 +146,10 @@ def docs(url: str | None = None) -> dict[str, str]:
     transform.run_dbt(
         ["build", "--select", "tag:stewardship", *transform.PIPELINE_BUILD_FLAGS], url
     )
-    transform.run_dbt(["docs", "generate"], url)
+    dbt_docs = transform.generate_docs(url)
     return {
         "site": str(docs_site.build()),
-        "dbt_docs": str(settings.DBT_PROJECT_DIR / "target" / "index.html"),
+        "dbt_docs": str(dbt_docs),
         "data_docs": str(quality.data_docs_index()),
         # The resident-facing page, from what was just published.
         "public_dashboard": str(public_dashboard.build(url)),

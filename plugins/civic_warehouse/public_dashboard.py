@@ -67,8 +67,8 @@ def query_params() -> dict[str, Any]:
     return {"window_days": WINDOW_DAYS, "min_cell_count": min_cell_count()}
 
 
-# The marts that wait out the publication delay (models calling the publication_cutoff() macro:
-# fct_calls_for_service, and fct_mru_responses after it), by the source they are extracted from.
+# The marts that wait out the publication delay (the models calling the publication_cutoff()
+# macro: the calls fact, and the MRU responses after it), by the source they are extracted from.
 # Their figures end earlier than the other sources': the page says so beside each date.
 DELAYED_SOURCES = {
     "calls_for_service": "911 calls are published {hours} hours after they are received",

@@ -251,7 +251,7 @@ def test_a_version_replaced_by_a_later_page_is_rejected_from_where_it_was_served
 def test_the_warehouse_dying_mid_load_is_one_error_naming_the_source_and_rolls_back(conn):
     def pages():
         yield served(text(call("A")), number=1)
-        with psycopg.connect(conn.info.dsn, autocommit=True) as other:
+        with psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True) as other:
             other.execute(
                 "select pg_terminate_backend(pid) from pg_stat_activity"
                 " where datname = current_database() and pid <> pg_backend_pid()"
@@ -265,7 +265,7 @@ def test_the_warehouse_dying_mid_load_is_one_error_naming_the_source_and_rolls_b
     assert "nothing of this load was committed" in message
     assert "\n" not in message
     assert isinstance(raised.value, USER_ERRORS)
-    with psycopg.connect(conn.info.dsn) as fresh:
+    with psycopg.connect(conn.info.dsn, password=conn.info.password) as fresh:
         exists = fresh.execute("select to_regclass('raw.calls_for_service')").fetchone()[0]
         assert (
             exists is None
@@ -354,20 +354,17 @@ def test_the_cli_says_in_one_line_when_a_body_is_no_json_array(clean_warehouse):
     assert "calls_for_service" in lines[0]
 
 
-def test_the_cli_says_in_one_line_when_a_record_is_nested_deeper_than_the_client_reads(
-    clean_warehouse,
-):
-    # The HTTP client's own reader gives up on the whole body (see the report on http.py).
+def test_a_record_nested_deeper_than_the_client_reads_reaches_the_loader(clean_warehouse):
+    # The HTTP client's decoder gives up past its depth; the body is still one whole array, so it
+    # is handed over as served and the loader judges each record (PostgreSQL reads this depth).
     deep = b'[{"event_number": "D", "n": ' + b"[" * 10_000 + b"]" * 10_000 + b"}]"
     with socrata_server({0: deep}) as url:
         completed = extract(url, clean_warehouse)
-    assert completed.returncode == 1
+    assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
-    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [
-        f"error: source 'calls_for_service': {url}: the next page could not be read: "
-        "a record is nested too deeply to read"
-    ]
+    with psycopg.connect(clean_warehouse) as conn:
+        landed = conn.execute("select count(*) from raw.calls_for_service").fetchone()[0]
+        assert landed + len(rejects(conn)) == 1
 
 
 def test_the_cli_says_in_one_line_when_the_warehouse_dies(clean_warehouse):

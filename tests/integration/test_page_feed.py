@@ -4,6 +4,7 @@ page readable by the transaction, a page that could not be staged left to it, no
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 
@@ -129,7 +130,7 @@ def test_a_killed_loads_staging_is_dropped_by_the_next_and_a_running_ones_kept(c
     for schema in (dead, running):
         conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
     # A running load holds its schema's lock in a session of its own.
-    with psycopg.connect(conn.info.dsn, autocommit=True) as other:
+    with psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True) as other:
         other.execute(
             "select pg_advisory_lock(hashtext(%s), hashtext(%s))",
             [page_feed._LOCK_SPACE, running],
@@ -154,12 +155,17 @@ def test_a_role_that_may_not_create_schemas_loads_in_the_transaction_alone(
     role = "cw_test_raw_only"
     conn.autocommit = True
     conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(role)))
-    conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+    password = secrets.token_hex(16)  # the embedded warehouse asks every TCP login for one
+    conn.execute(
+        sql.SQL("create role {} login password {}").format(
+            sql.Identifier(role), sql.Literal(password)
+        )
+    )
     conn.execute(sql.SQL("create schema raw authorization {}").format(sql.Identifier(role)))
     monkeypatch.setenv("CW_LOAD_PARSE_SESSIONS", "2")
     records = [{"event_number": f"E{n}", ":updated_at": "2026-05-01T12:00:00Z"} for n in range(3)]
     try:
-        with psycopg.connect(conn.info.dsn, user=role) as limited:
+        with psycopg.connect(conn.info.dsn, user=role, password=password) as limited:
             result = loader.load(
                 limited,
                 source,

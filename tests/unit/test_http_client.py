@@ -71,9 +71,17 @@ def test_a_cut_off_array_is_fetched_again(served):
     assert answer.size == 1 and len(script.headers) == 2
 
 
-def test_a_malformed_element_is_never_handed_over(served):
+def test_a_malformed_element_in_a_whole_array_is_handed_over_for_the_loader_to_reject(served):
     url, script = served
-    script.bodies.extend([b'[{"a":"1"},{"b" 2}]'] * 3)
+    script.bodies.append(b'[{"a":"1"},{"b" 2}]')
+    page = client().get_json(url, {}, arrays_as_served=True)
+    assert isinstance(page, JsonArray) and page.size == 2
+    assert len(script.headers) == 1  # not retried: the body came whole
+
+
+def test_a_body_cut_inside_the_array_is_retried_then_refused(served):
+    url, script = served
+    script.bodies.extend([b'[{"a":"1"},{"b": "2'] * 3)
     with pytest.raises(SourceError, match="truncated or invalid JSON"):
         client().get_json(url, {}, arrays_as_served=True)
 

@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import fake_http
+import pendulum
 import pytest
 
 from civic_warehouse.catalog import SourceConfig
@@ -180,6 +181,27 @@ def test_chunks_across_the_autumn_clock_change_stay_within_90_days(server):
     read(make_source(server.url), Query(events=window))
     assert all(end - start <= NINETY_DAYS for start, end in server.spans())
     assert server.requests[0][1]["end_date"] == "2026-11-29T23:00:00-05:00"
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [pendulum.timezone("America/New_York"), pendulum.UTC, UTC, NEW_YORK],
+    ids=["pendulum New York", "pendulum UTC", "stdlib UTC", "stdlib New York"],
+)
+def test_a_window_of_pendulum_datetimes_in_any_zone_is_read(server, zone):
+    """Airflow hands over pendulum DateTimes; arithmetic on one that carries a standard-library
+    zone used to drop the zone and fail comparing naive and aware times."""
+    records = service_requests(local(2026, 10, 31, 12), 30, timedelta(hours=1))
+    server.answer = FakeGeoReport(records)
+    start = pendulum.datetime(2026, 11, 1, tz="America/New_York").astimezone(zone)
+    end = pendulum.datetime(2026, 11, 2, tz="America/New_York").astimezone(zone)
+
+    pages = read(make_source(server.url), Query(events=Window(start, end)))
+
+    assert server.requests[0][1]["start_date"] == "2026-11-01T00:00:00-04:00"
+    assert server.requests[-1][1]["end_date"] == "2026-11-02T00:00:00-05:00"
+    assert ids(pages) == [r["service_request_id"] for r in records if start <= requested(r) < end]
+    assert len(ids(pages)) == 18  # the 12 made before midnight on the 31st are outside
 
 
 def test_a_request_on_a_chunk_edge_is_served_once(server):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from civic_warehouse.catalog import SourceConfig
-from civic_warehouse.connectors.base import Connector, Page, Query, Window
+from civic_warehouse.connectors.base import Connector, Page, Query, Window, as_utc
 from civic_warehouse.connectors.http import HttpClient
 
 
@@ -28,4 +28,4 @@ def connector_for(source: SourceConfig, client: HttpClient | None = None) -> Con
     raise ValueError(f"source {source.name!r}: no connector for protocol {source.protocol!r}")
 
 
-__all__ = ["Connector", "Page", "Query", "Window", "connector_for"]
+__all__ = ["Connector", "Page", "Query", "Window", "as_utc", "connector_for"]

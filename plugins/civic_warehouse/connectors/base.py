@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
 
 
+def as_utc(moment: datetime) -> datetime:
+    """The instant ``moment`` names, as a plain ``datetime`` in UTC; any aware datetime will do.
+
+    Airflow hands over pendulum DateTimes. Pendulum rebuilds the result of arithmetic on one that
+    carries a standard-library zone (``astimezone(UTC)`` gives one) with no zone at all, so a later
+    comparison with an aware time fails. Plain UTC has no such trap, and a timedelta added to it is
+    elapsed time, never wall-clock time that gains or loses an hour across a clock change.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment.isoformat()} has no time zone: an instant must be aware")
+    utc = moment.astimezone(UTC)
+    return datetime(
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC
+    )
+
+
 @dataclass(frozen=True)
 class Window:
-    """A half-open interval [start, end) of timezone-aware instants."""
+    """A half-open interval [start, end) of timezone-aware instants.
+
+    Bounds given as a datetime subclass (pendulum's, from Airflow) are kept as plain UTC datetimes
+    (see ``as_utc``), so no connector meets one; plain datetimes keep their zone, which names a
+    load's scope in the city's own time.
+    """
 
     start: datetime
     end: datetime
@@ -20,6 +42,10 @@ class Window:
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("a window's bounds must be timezone-aware")
+        for bound in ("start", "end"):
+            moment = getattr(self, bound)
+            if type(moment) is not datetime:
+                object.__setattr__(self, bound, as_utc(moment))
         if self.end <= self.start:
             raise ValueError(f"empty window: {self.start.isoformat()} .. {self.end.isoformat()}")
 
@@ -90,6 +116,51 @@ class Page:
     def json_array(self) -> bytes:
         served = self.served
         return served.text if isinstance(served, JsonArray) else encode_json_array(served)
+
+
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
+
+
+def json_array_elements(body: bytes) -> list[bytes]:
+    """The elements of a JSON array, each as its text, without parsing them.
+
+    Only strings and brackets are followed, without recursion, so one element's bad text (invalid
+    UTF-8, a lone surrogate, a NUL, nesting of any depth) leaves the others readable. A body that
+    is not one whole array raises ``ValueError`` naming the byte offset where it stops making sense.
+    """
+    depth = 0
+    start = None
+    elements: list[bytes] = []
+    for token in _JSON_TOKENS.finditer(body):
+        char = token.group()[:1]
+        if char in (b"[", b"{"):
+            if depth == 0:
+                if char != b"[" or body[: token.start()].strip():
+                    raise ValueError(f"expected a JSON array at byte {token.start()}")
+                start = token.end()
+            depth += 1
+        elif char in (b"]", b"}"):
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced {char.decode()} at byte {token.start()}")
+            if depth == 0:
+                last = body[start : token.start()].strip()
+                if last:
+                    elements.append(last)
+                elif elements:
+                    raise ValueError(f"an empty element before byte {token.start()}")
+                if body[token.end() :].strip():
+                    raise ValueError(f"text after the array at byte {token.end()}")
+                return elements
+        elif char == b"," and depth == 1:
+            element = body[start : token.start()].strip()
+            if not element:
+                raise ValueError(f"an empty element before byte {token.start()}")
+            elements.append(element)
+            start = token.end()
+    if depth == 0:
+        raise ValueError("expected a JSON array at byte 0")
+    raise ValueError(f"the body ends inside the array (truncated at byte {len(body)})")
 
 
 class Connector(Protocol):

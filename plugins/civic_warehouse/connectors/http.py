@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import msgspec
 import requests
 
-from civic_warehouse.connectors.base import JsonArray
+from civic_warehouse.connectors.base import JsonArray, json_array_elements
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,15 @@ class HttpClient:
                     json=json_body,
                     headers=headers,
                     timeout=self.timeout,
+                    # requests keeps custom headers (a Socrata app token) across a redirect to
+                    # another host; a request carrying one follows none.
+                    allow_redirects=not _carries_credentials(headers),
                 )
                 if response.status_code == 200:
                     return _decode(response, arrays_as_served)
+            except UNREQUESTABLE_URL_ERRORS as err:
+                # Subclasses of ValueError: without this they would be retried as bad bodies.
+                raise SourceError(self.source, url, f"not a requestable URL: {err}") from err
             except TRANSIENT_ERRORS as err:
                 reason = f"{type(err).__name__}: {err}"
             except ValueError as err:
@@ -141,6 +147,17 @@ class HttpClient:
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
 
 
+UNREQUESTABLE_URL_ERRORS = (
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidURL,
+)
+
+
+def _carries_credentials(headers: dict[str, str] | None) -> bool:
+    return any(name.lower() in ("x-app-token", "authorization") for name in headers or {})
+
+
 def _decode(response: requests.Response, arrays_as_served: bool) -> Any:
     # Both raise a ValueError on a body that is cut off or not JSON.
     if arrays_as_served:
@@ -148,6 +165,16 @@ def _decode(response: requests.Response, arrays_as_served: bool) -> Any:
             return JsonArray(response.content, len(_ARRAY_OF_RAW.decode(response.content)))
         except msgspec.ValidationError:
             pass  # valid JSON, not an array: the caller says what it expected
+        except (msgspec.DecodeError, RecursionError) as err:
+            if "truncated" in str(err):
+                raise ValueError(str(err)) from err  # a cut-off transfer: worth another try
+            # One element's bad text (a lone surrogate, nesting past the decoder's depth) in an
+            # otherwise whole array: the loader rejects that element and lands the others.
+            try:
+                elements = json_array_elements(response.content)
+            except ValueError as whole:
+                raise ValueError(f"not a JSON array: {whole}") from err
+            return JsonArray(response.content, len(elements))
     return response.json()
 
 
