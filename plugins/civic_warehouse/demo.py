@@ -20,6 +20,7 @@ from civic_warehouse import (
     publish,
     quality,
     settings,
+    transform,
     warehouse,
 )
 from civic_warehouse.catalog import load_catalog
@@ -117,7 +118,7 @@ def summary(url: str, states: dict[str, str], start: str, end: str) -> str:
         f"Docs (both)       {docs_site.SITE_DIR / 'index.html'}  "
         f"(make docs -> {settings.server_url(settings.DOCS_PORT)}/)",
         f"Public dashboard  {public_dashboard.SITE_DIR / 'index.html'}  (static: open the file)",
-        f"dbt docs          {settings.DBT_PROJECT_DIR / 'target' / 'index.html'}",
+        f"dbt docs          {transform.docs_target_dir() / 'index.html'}",
         f"GX Data Docs      {quality.data_docs_index()}",
         f"Airflow UI        make airflow  ->  {settings.server_url(settings.AIRFLOW_PORT)}/ "
         f"(login: admin, password in {deployment.standalone_config().password_file})",

@@ -18,14 +18,19 @@ DBT_FILES = ("index.html", "manifest.json", "catalog.json")
 
 def build(site: Path = SITE_DIR) -> Path:
     """Copy both sites under ``site`` and write its index; returns the index page."""
-    dbt_target = transform.target_dir()
-    data_docs = settings.EXPECTATIONS_DIR / "uncommitted" / "data_docs" / "local_site"
+    # Imports GX: not at import time, which the DAG files pay for.
+    from civic_warehouse import data_docs
+
+    dbt_target = transform.docs_target_dir()
+    data_docs_site = settings.EXPECTATIONS_DIR / "uncommitted" / "data_docs" / "local_site"
     (site / "dbt").mkdir(parents=True, exist_ok=True)
     for name in DBT_FILES:
         if (dbt_target / name).exists():
             shutil.copy2(dbt_target / name, site / "dbt" / name)
-    if data_docs.exists():
-        shutil.copytree(data_docs, site / "quality", dirs_exist_ok=True)
+    if data_docs_site.exists():
+        shutil.copytree(data_docs_site, site / "quality", dirs_exist_ok=True)
+        # Pages written before the gate made its pages offline (an older release) are made so too.
+        data_docs.make_offline(site / "quality")
     index = site / "index.html"
     index.write_text(_index_html(datetime.now(UTC)))
     return index

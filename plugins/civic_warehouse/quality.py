@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from civic_warehouse import publish as publishing
 from civic_warehouse import settings, warehouse
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class GateReport:
     validated_at: datetime
     data_docs: Path
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    # The identity of the build validated (publish.candidate_build): publishing accepts only it.
+    build: str | None = None
 
     @property
     def critical_failures(self) -> list[ExpectationOutcome]:
@@ -149,6 +152,9 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.expectations.metadata_types import FailureSeverity
 
+    # Imports GX, as this function does: not at import time, which the DAG files pay for.
+    from civic_warehouse import data_docs
+
     keep = runs_kept()
     url = url or warehouse.warehouse_url()
     # great_expectations.yml reads the connection string from this variable.
@@ -192,15 +198,20 @@ def validate(schema: str = settings.CANDIDATE_SCHEMA, url: str | None = None) ->
             f"min_rows_{suite.meta['table']}": minimum_rows(conn, suite.meta)
             for suite in context.suites.all()
         }
+        # Taken before validating: a write during or after validation changes the build that
+        # publishing finds, so it no longer matches the one recorded here.
+        build = publishing.candidate_build(conn, schema)
     # This run's results make the newest of those kept.
     pruned = prune_validation_results(keep - 1)
     if pruned:
         log.info("Data Docs: %d older validation result(s) removed (%s)", pruned, RUNS_KEPT_ENV)
     run = checkpoint.run(expectation_parameters=parameters)
+    data_docs.make_offline(data_docs_index().parent)
     report = GateReport(
         run_id=str(uuid.uuid4()),
         validated_at=datetime.now(UTC),
         data_docs=data_docs_index(),
+        build=build,
     )
     with warehouse.connect(url) as conn:
         for suite_result in run.run_results.values():
@@ -305,6 +316,15 @@ def record(conn: psycopg.Connection, report: GateReport) -> None:
                 )
                 for o in report.outcomes
             ],
+        )
+    if report.build:
+        publishing.record_verdict(
+            conn,
+            report.build,
+            report.run_id,
+            report.validated_at,
+            report.passed,
+            len(report.critical_failures),
         )
 
 

@@ -33,6 +33,9 @@ DBT_LOG_FILE_OFF = {"DBT_LOG_LEVEL_FILE": "none"}
 # --vars: dbt parses the whole project again whenever a variable changes (a daily build measured
 # 12-13 s so, 7-8 s with the partial parse), and the anchor changes with every run.
 PUBLISH_AS_OF_ENV = "CW_PUBLISH_AS_OF"
+# The schema dbt places the marts in (dbt_project.yml): the candidate schema to build them, the
+# published one to document them.
+MARTS_SCHEMA_ENV = "CW_MARTS_SCHEMA"
 
 
 class DbtError(RuntimeError):
@@ -104,11 +107,13 @@ def run_dbt(
     check: bool = True,
     extra_vars: dict[str, Any] | None = None,
     as_of: datetime | None = None,
+    environ: dict[str, str] | None = None,
 ) -> DbtResult:
     """Run ``dbt <args>`` in a subprocess (dbt keeps global state; one process per command is safest).
 
     The project's variables (source time zones, ``extra_vars``) are merged with any ``--vars`` in
-    ``args``; the caller's own values win. ``as_of`` anchors the publication delay.
+    ``args``; the caller's own values win. ``as_of`` anchors the publication delay. ``environ``
+    adds to dbt's environment.
     """
     ensure_dbt_sources(url)
     args, given = _split_vars(args)
@@ -119,7 +124,9 @@ def run_dbt(
         command,
         cwd=settings.DBT_PROJECT_DIR,
         # set even when empty: an in-process Cosmos run leaves its anchor in os.environ
-        env=dbt_environ(url) | {PUBLISH_AS_OF_ENV: as_of.isoformat() if as_of else ""},
+        env=dbt_environ(url)
+        | {PUBLISH_AS_OF_ENV: as_of.isoformat() if as_of else ""}
+        | (environ or {}),
         capture_output=True,
         text=True,
     )
@@ -137,6 +144,28 @@ def run_dbt(
             f"dbt {' '.join(args)} failed (exit {completed.returncode})\n{detail or tail}"
         )
     return result
+
+
+def docs_target_dir() -> Path:
+    """Where ``generate_docs`` writes the dbt docs of the published warehouse."""
+    return target_dir() / "published_docs"
+
+
+def generate_docs(url: str | None = None) -> Path:
+    """``dbt docs generate`` for the marts as published; returns the docs' index page.
+
+    The manifest of a build places the marts in the candidate schema, which publishing renamed:
+    a catalog read against it would describe none of them. These docs parse the project with the
+    marts in the published schema instead. They have a target directory of their own, so the
+    builds' partial parse (marts in candidate) and theirs (in open) each stay current.
+    """
+    target = docs_target_dir()
+    run_dbt(
+        ["docs", "generate", "--target-path", str(target)],
+        url,
+        environ={MARTS_SCHEMA_ENV: settings.OPEN_SCHEMA},
+    )
+    return target / "index.html"
 
 
 def _split_vars(args: list[str]) -> tuple[list[str], dict[str, Any]]:

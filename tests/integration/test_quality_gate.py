@@ -1,20 +1,30 @@
 """The GX gate blocks publishing of bad data; the published marts stay exactly as they were.
 
 Bad data comes from the city-systems simulator's fault API, as a broken source system would send
-it, and travels the whole way: extract -> transform -> audit -> publish.
+it, and travels the whole way: extract -> transform -> audit -> publish. What stewards then read
+is tested here too: the dbt docs of the published marts, and the Data Docs in a browser offline.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler
+from pathlib import Path
 
 import psycopg
 import pytest
+from browser import OFFLINE_FLAG, console_errors, headless_chromium, save_screenshot, wait_for
+from fake_http import listening
 from helpers import schema_fingerprint
+from selenium.webdriver.common.by import By
 
-from civic_warehouse import pipeline, quality, settings
+from civic_warehouse import data_docs, docs_site, pipeline, quality, settings
 from civic_warehouse.catalog import get_source, load_catalog
 from civic_warehouse.simulator import mru_cases, permits
 from civic_warehouse.simulator.calls import CALLS_DATASET_ID
@@ -51,6 +61,80 @@ def data_docs_page(suite: str, since: float) -> str:
     pages = [p for p in (site / "validations" / suite).rglob("*.html") if p.stat().st_mtime > since]
     assert pages, f"no Data Docs page for {suite}"
     return max(pages, key=lambda p: p.stat().st_mtime).read_text()
+
+
+def failed_result_page(suite: str, expectation: str) -> Path:
+    """The Data Docs page (relative to the site) of the newest stored validation of ``suite`` in
+    which ``expectation`` (a column, or a SQL expectation's description) failed."""
+    store = settings.EXPECTATIONS_DIR / "uncommitted" / "validations"
+    # <suite>/<run name>/<run time>/<batch>.json, as the page is <suite>/.../<batch>.html
+    for stored in sorted((store / suite).glob("*/*/*.json"), key=lambda p: p.parent.name)[::-1]:
+        for result in json.loads(stored.read_text())["results"]:
+            config = result["expectation_config"]
+            target = config["kwargs"].get("column") or config.get("description")
+            if target == expectation and not result["success"]:
+                return Path("validations") / stored.relative_to(store).with_suffix(".html")
+    pytest.fail(f"no stored validation of {suite} in which {expectation!r} failed")
+
+
+def suite_expectation(suite: str, expectation: str) -> dict:
+    document = json.loads(
+        (settings.EXPECTATIONS_DIR / "expectations" / f"{suite}.json").read_text()
+    )
+    [found] = [
+        e
+        for e in document["expectations"]
+        if expectation in (e["kwargs"].get("column"), e.get("description"))
+    ]
+    return found
+
+
+class QuietSiteHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def served(site: Path) -> Iterator[str]:
+    """``site`` over HTTP on 127.0.0.1, as `make docs` serves build/docs."""
+    with listening(functools.partial(QuietSiteHandler, directory=str(site))) as url:
+        yield url
+
+
+# Every rendered table's rows, each with its table's header, as a steward sees them.
+TABLE_ROWS_JS = """
+return [...document.querySelectorAll('table')].flatMap(table => {
+  const header = [...table.querySelectorAll('thead th')].map(th => th.innerText.trim());
+  return [...table.querySelectorAll('tbody tr')].map(tr => ({
+    header: header,
+    cells: [...tr.children].map(td => td.innerText.trim()),
+    failed: tr.querySelector('.fa-times') !== null,
+  }));
+});
+"""
+# The shown status icons, and whether a Font Awesome font is loaded to draw them.
+STATUS_ICONS_JS = """
+const icons = [...document.querySelectorAll('i.fa-check-circle, i.fa-times')];
+return {
+  icons: icons.length,
+  drawn: icons.filter(i => i.getBoundingClientRect().width > 0).length,
+  fonts: [...document.fonts].filter(f => f.family.includes('Font Awesome') && f.status === 'loaded')
+    .map(f => f.family),
+};
+"""
+
+
+def loaded_resources(driver) -> list[str]:
+    return driver.execute_script(
+        "return performance.getEntriesByType('resource').map(entry => entry.name)"
+    )
+
+
+@pytest.fixture(scope="module")
+def offline_chromium():
+    """Headless Chromium on a network that resolves no host but 127.0.0.1."""
+    with headless_chromium(flags=(OFFLINE_FLAG,)) as driver:
+        yield driver
 
 
 def blocked_by_the_gate(published: str) -> quality.QualityGateFailed:
@@ -126,6 +210,40 @@ def test_good_data_passes_and_results_are_recorded(published):
         "stg_open311__service_requests": True,
         "stg_permits__building_permits": True,
     }
+
+
+def test_the_dbt_docs_catalog_describes_every_published_mart(published):
+    """The docs step runs after publishing renamed the candidate schema to open: its dbt docs
+    describe every published mart where it now is, every column with its type."""
+    pipeline.docs(published)
+
+    marts = {path.stem for path in (settings.DBT_PROJECT_DIR / "models" / "marts").rglob("*.sql")}
+    with psycopg.connect(published) as conn:
+        columns: dict[str, set[str]] = {}
+        for table, column in conn.execute(
+            "select table_name, column_name from information_schema.columns"
+            " where table_schema = 'open'"
+        ):
+            columns.setdefault(table, set()).add(column)
+    assert set(columns) == marts and len(marts) == 14
+    site = docs_site.SITE_DIR / "dbt"
+    catalog = json.loads((site / "catalog.json").read_text())
+    described = {
+        node["metadata"]["name"]: node
+        for node in catalog["nodes"].values()
+        if node["metadata"]["schema"] == settings.OPEN_SCHEMA
+    }
+    assert set(described) == marts
+    for name, node in described.items():
+        types = {column["name"]: column["type"] for column in node["columns"].values()}
+        assert set(types) == columns[name], name
+        assert all(types.values()), f"{name}: columns without a type: {types}"
+    manifest = json.loads((site / "manifest.json").read_text())
+    assert {
+        node["schema"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["name"] in marts
+    } == {settings.OPEN_SCHEMA}
 
 
 BAND = "daily volume within a band of the same weekday's trailing 4-week average"
@@ -213,6 +331,87 @@ def test_out_of_city_coordinates_block_publishing(published, faults):
 
     faults.clear()
     extract("calls_for_service")
+
+
+def test_data_docs_work_with_no_internet(published, offline_chromium, tmp_path):
+    """Stewards on a city network without the internet: the Data Docs index lists the
+    validations with their status icons, and a validation page is styled."""
+    site = docs_site.build(tmp_path / "docs").parent
+    pages = sorted((site / "quality").rglob("*.html"))
+    assert len(pages) > 20
+    assert {page.name: data_docs.external_resources(page.read_text()) for page in pages} == {
+        page.name: set() for page in pages
+    }
+    driver = offline_chromium
+    with served(site) as base:
+        driver.get(f"{base}/quality/index.html")
+        # bootstrap-table draws the rows from the page's data, each linking to its validation.
+        rows = wait_for(
+            driver,
+            lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-href^='validations/']"),
+            "the index lists the validations",
+        )
+        shown = driver.find_element(By.CSS_SELECTOR, ".pagination-info").text
+        assert len(rows) == 10 and int(re.search(r"of (\d+) rows", shown).group(1)) >= 20, shown
+        icons = wait_for(
+            driver,
+            lambda d: (state := d.execute_script(STATUS_ICONS_JS))["fonts"] and state,
+            "the index's status icons are drawn in Font Awesome",
+        )
+        assert icons["icons"] == len(rows) and icons["drawn"] == icons["icons"]
+        assert console_errors(driver) == []
+        assert all(url.startswith(base) for url in loaded_resources(driver))
+
+        # In the page's own script: bootstrap-table redraws its rows as it settles.
+        driver.execute_script(
+            "document.querySelector(\"tr[data-href^='validations/'] td:nth-child(2)\").click()"
+        )
+        wait_for(driver, lambda d: "/validations/" in d.current_url, "a row opens its validation")
+        wait_for(
+            driver,
+            lambda d: d.execute_script(TABLE_ROWS_JS),
+            "the validation page's results table is rendered",
+        )
+        # Bootstrap's spacing utilities (pl-5: 3rem) on the page's main container.
+        padding = driver.execute_script(
+            "return getComputedStyle(document.querySelector('.container-fluid')).paddingLeft"
+        )
+        assert padding == "48px"
+        icons = driver.execute_script(STATUS_ICONS_JS)
+        assert icons["fonts"] and icons["icons"] and icons["drawn"] == icons["icons"]
+        assert console_errors(driver) == []
+        assert all(url.startswith(base) for url in loaded_resources(driver))
+        save_screenshot(driver, "data_docs_validation_offline")
+
+
+def test_a_failed_expectations_page_shows_its_severity_and_steward_notes(
+    published, offline_chromium, tmp_path
+):
+    """The page of the collapse run above: the collapse blocked (critical), the band was a
+    warning; each failed row says which, and what the failure means."""
+    site = docs_site.build(tmp_path / "docs").parent
+    page = failed_result_page("stg_mru__cases", COLLAPSE)
+    driver = offline_chromium
+    with served(site) as base:
+        driver.get(f"{base}/quality/{page.as_posix()}")
+        rows = wait_for(
+            driver,
+            lambda d: [row for row in d.execute_script(TABLE_ROWS_JS) if row["failed"]],
+            "the failed expectations are listed",
+        )
+        save_screenshot(driver, "data_docs_failed_expectations")
+    shown = {
+        expectation: dict(zip(row["header"], row["cells"], strict=True))
+        for row in rows
+        for expectation in (COLLAPSE, BAND)
+        if expectation in row["cells"][1]
+    }
+    assert set(shown) == {COLLAPSE, BAND}, rows
+    for expectation, severity in ((COLLAPSE, "critical"), (BAND, "warning")):
+        committed = suite_expectation("stg_mru__cases", expectation)
+        assert committed["severity"] == severity
+        assert shown[expectation]["Severity"] == severity
+        assert shown[expectation]["Steward notes"] == " ".join(committed["notes"].split())
 
 
 def test_records_without_business_keys_block_publishing(published, faults):
