@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from civic_warehouse import (
@@ -104,7 +104,17 @@ def query_since_watermark(
         mark = loader.watermark(conn, source)
     if mark is None:
         return Query()  # first load: everything
-    return Query(updated=Window(as_utc(mark) - source.lookback, until or datetime.now(UTC)))
+    start, end = as_utc(mark) - source.lookback, as_utc(until or datetime.now(UTC))
+    if as_utc(mark) >= end:
+        # The source stamped a change later than now (its clock runs ahead of ours): read up to
+        # that change, so the run neither refuses an empty window nor misses what came since.
+        log.warning(
+            "source %s: its newest change (%s) is later than now; reading up to it",
+            source.name,
+            mark.isoformat(),
+        )
+        end = as_utc(mark) + timedelta(seconds=1)
+    return Query(updated=Window(start, end))
 
 
 def extract(
@@ -138,8 +148,9 @@ def audit(url: str | None = None) -> dict[str, Any]:
     return quality.gate(settings.CANDIDATE_SCHEMA, url).summary()
 
 
-def publish(url: str | None = None) -> list[dict[str, Any]]:
-    return [m.__dict__ for m in publishing.publish(url)]
+def publish(url: str | None = None, force_reason: str | None = None) -> list[dict[str, Any]]:
+    """Publish the candidate the gate passed; ``force_reason`` overrides the gate (recorded)."""
+    return [m.__dict__ for m in publishing.publish(url, force_reason=force_reason)]
 
 
 def docs(url: str | None = None) -> dict[str, str]:

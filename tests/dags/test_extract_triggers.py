@@ -226,3 +226,20 @@ def test_catching_up_scheduled_runs_across_the_clock_change(warehouse):
         }
     expected = {loader.describe(pipeline.query_for_run(source, s, e)) for s, e in intervals}
     assert expected <= scopes
+
+
+def test_a_run_since_the_watermark_reads_up_to_a_change_stamped_later_than_now(warehouse):
+    """A source whose clock runs ahead stamps changes in the future; the next run without an
+    interval must read from that watermark (less the lookback), not fail on an empty window."""
+    source = get_source(SOURCES["socrata"])
+    pipeline.extract(
+        source.name, pipeline.query_for_run(source, None, None, "2026-10-27", "2026-10-28")
+    )
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=5)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(
+            "update raw._watermarks set watermark = %s where source = %s", [ahead, source.name]
+        )
+    query = pipeline.query_since_watermark(source, warehouse)
+    assert query.updated.start == ahead - source.lookback
+    assert query.updated.end > ahead
