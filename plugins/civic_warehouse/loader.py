@@ -199,6 +199,7 @@ def load(
         sessions=settings.load_parse_sessions(),
         # Times without an offset are the source's local time, as PostgreSQL reads them there.
         session_settings={"TimeZone": source.timezone},
+        source=source.name,
     )
     page_count = received = 0
     try:

@@ -11,6 +11,10 @@ When no page is staged yet, the loading transaction takes the next one itself, s
 sessions can only add to its speed; a page that could not be staged (a time PostgreSQL cannot
 read, a lost session) is loaded as served, by the transaction.
 
+Every page a load takes ends up in the warehouse, staged or loaded, so the feed caps their bytes
+(``CW_MAX_STAGED_BYTES``): a source that serves without end fails its load (a ``SourceError``,
+rolled back) before it fills the server's disk.
+
 The loading transaction drops the staging schema once it read every page; if it fails, the feed
 drops it after the rollback. A load that was killed leaves its schema behind: the next load on the
 same server drops it (each load holds a lock on its schema for as long as it runs, so a schema
@@ -20,6 +24,7 @@ nobody holds is a dead load's).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +35,7 @@ from psycopg import sql
 
 from civic_warehouse import settings
 from civic_warehouse.connectors.base import Page
+from civic_warehouse.connectors.http import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,22 @@ _LOCK_SPACE = "civic_warehouse.page staging"
 # How long the feed's sessions wait for a lock: a parsing session then leaves its page to the
 # transaction, and a schema that cannot be dropped is left to the next load.
 _SESSION_LOCK_TIMEOUT = "10s"
+
+# NYC 311's whole history (about 40 M rows, some 50 GB as served) fits twice over; a source serving
+# without end is stopped long before a warehouse's disk fills.
+DEFAULT_MAX_STAGED_BYTES = 100 * 10**9
+
+
+def max_staged_bytes() -> int:
+    value = os.environ.get("CW_MAX_STAGED_BYTES") or str(DEFAULT_MAX_STAGED_BYTES)
+    try:
+        limit = int(value)
+    except ValueError:
+        raise ValueError(f"CW_MAX_STAGED_BYTES={value!r} is not a number of bytes") from None
+    if limit < 1:
+        raise ValueError(f"CW_MAX_STAGED_BYTES must be positive, got {value!r}")
+    return limit
+
 
 # Creates the staging table: (session, table).
 CreateStaging = Callable[[psycopg.Connection, sql.Identifier], None]
@@ -63,6 +85,9 @@ class PageFeed:
     ``sessions`` parsing sessions (0: none, the transaction parses every page). Use as a context
     manager around the loading transaction, and call ``drop_staging`` in the transaction after
     the last page.
+
+    ``source`` names the pages' source in the error that stops a load past ``max_bytes`` of pages
+    (default ``CW_MAX_STAGED_BYTES``).
     """
 
     def __init__(
@@ -73,6 +98,9 @@ class PageFeed:
         stage: Stage,
         sessions: int,
         session_settings: dict[str, str] | None = None,
+        *,
+        source: str = "",
+        max_bytes: int | None = None,
     ) -> None:
         self._conn = conn
         self._pages = pages
@@ -80,6 +108,9 @@ class PageFeed:
         self._stage = stage
         self._sessions = sessions
         self._settings = session_settings or {}
+        self._source = source
+        self._max_bytes = max_bytes or max_staged_bytes()
+        self.bytes = 0  # of the pages fetched
         self._schema = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         self.table = sql.Identifier(self._schema, "pages")
         self._slots: dict[int, _Slot] = {}
@@ -194,6 +225,7 @@ class PageFeed:
         iterator = iter(self._pages)
         try:
             for page in iterator:
+                self._count_bytes(page)
                 if not self._append(_Slot(page=page)):
                     return
             self._append(_Slot())
@@ -203,6 +235,16 @@ class PageFeed:
             close = getattr(iterator, "close", None)
             if close:
                 close()  # a generator's own cleanup (open responses, sessions) runs here
+
+    def _count_bytes(self, page: Page) -> None:
+        self.bytes += page.nbytes
+        if self.bytes > self._max_bytes:
+            raise SourceError(
+                self._source,
+                page.url,
+                f"the load passed {self._max_bytes} bytes of pages (CW_MAX_STAGED_BYTES) at page "
+                f"{page.number}; nothing of it was committed",
+            )
 
     def _append(self, slot: _Slot) -> bool:
         ahead = READ_AHEAD + len(self._parsers)

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from civic_warehouse.catalog import SourceConfig
 from civic_warehouse.connectors.base import Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError
+from civic_warehouse.connectors.paging import PageGuard
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,13 @@ class ArcGISConnector:
             "f": "json",
         }
         offset = 0
+        guard = PageGuard(self.source.name, "resultOffset")
         while True:
             body = self._get(self.query_url, {**params, "resultOffset": offset})
             features = self._features(body)
-            yield f"{self.query_url}?resultOffset={offset}", [_record(f) for f in features]
+            url = f"{self.query_url}?resultOffset={offset}"
+            guard.check(url, features)
+            yield url, [_record(f) for f in features]
             offset += len(features)
             # Servers clamp resultRecordCount silently, so a short page alone does not end the
             # data: only a short page without exceededTransferLimit does.
@@ -152,7 +156,10 @@ class ArcGISConnector:
         ids = sorted(body.get("objectIds") or [])
         size = self.page_size
         lower: int | None = None
+        # The ranges tile the listed ids, so they end; the guard only caps their number.
+        guard = PageGuard(self.source.name, "the object-id ranges")
         for start in range(0, len(ids), size):
+            guard.count(self.query_url)
             chunk = ids[start : start + size]
             yield from self._id_range(where, oid, lower, chunk)
             lower = chunk[-1]
@@ -254,8 +261,8 @@ class ArcGISConnector:
 
     def _get(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
         """A decoded answer that is not an error envelope; 500/503 envelopes are asked again."""
-        attempts = self.client.max_attempts
-        for attempt in range(1, attempts + 1):
+        retries = self.client.retries(_with_params(url, params))
+        while True:
             body = self.client.get_json(url, params)
             if not isinstance(body, dict):
                 raise SourceError(
@@ -267,15 +274,10 @@ class ArcGISConnector:
             if error is None:
                 return body
             code, reason = _describe(error)
-            if code in RETRYABLE_CODES and attempt < attempts:
-                log.warning("source %s: %s; retry %d", self.source.name, reason, attempt)
-                # The client's own pacing, so envelope retries back off like HTTP retries.
-                self.client.pause(attempt)
-                continue
-            if code in RETRYABLE_CODES:
-                reason = f"gave up after {attempt} attempt(s); last error: {reason}"
-            raise SourceError(self.source.name, _with_params(url, params), reason)
-        raise AssertionError("unreachable")
+            if code not in RETRYABLE_CODES:
+                raise SourceError(self.source.name, _with_params(url, params), reason)
+            # The client's own budget, so envelope retries back off and end like HTTP retries.
+            retries.wait(reason)
 
     def _features(self, body: dict[str, Any]) -> list[Any]:
         features = body.get("features")

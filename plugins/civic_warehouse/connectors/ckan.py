@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from civic_warehouse.catalog import SourceConfig
 from civic_warehouse.connectors.base import Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError, describe_error_body
+from civic_warehouse.connectors.paging import PageGuard
 
 ROW_ID = "_id"
 
@@ -44,12 +45,15 @@ class CKANConnector:
             "sort": ", ".join(f"{key} asc" for key in keys),
         }
         offset, number = 0, 0
+        guard = PageGuard(self.source.name, "offset")
         while True:
             url = f"{self.url}?{urlencode({**params, 'offset': offset})}"
             records, total = self._result(
                 self.client.get_json(self.url, {**params, "offset": offset}), url
             )
             number += 1
+            guard.check(url, records)
+            guard.beyond(url, total, "the resource reports a total of {}")
             kept = [r for r in records if self._in_windows(r, filters, url)]
             yield Page(number=number, url=url, records=kept)
             offset += len(records)

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from civic_warehouse.catalog import SourceConfig
 from civic_warehouse.connectors.base import Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError
+from civic_warehouse.connectors.paging import PageGuard
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,12 @@ class Open311Connector:
     def pages(self, query: Query) -> Iterator[Page]:
         window = self._event_window(query)
         number = 0
+        # Repeated pages are handled in _chunk_pages (they mean the end, or paging ignored), and
+        # GeoReport announces no count: only the number of pages is capped here.
+        guard = PageGuard(self.source.name, "page/page_size")
         for chunk in _chunks(window):
             for url, span, records in self._chunk_pages(chunk, depth=0):
+                guard.count(url)
                 kept = [r for r in records if self._wanted(r, span, window, query.updated, url)]
                 number += 1
                 yield Page(number=number, url=url, records=kept)

@@ -15,6 +15,7 @@ from typing import Any
 from civic_warehouse.catalog import SourceConfig
 from civic_warehouse.connectors.base import JsonArray, Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError
+from civic_warehouse.connectors.paging import PageGuard
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,18 @@ class SocrataConnector:
         Offset paging over a dataset that gains rows mid-read shifts every later page: rows can be
         skipped. The count of matching rows before and after a pass tells whether that happened.
         Rows served twice are harmless (the loader keeps one per key); a second pass catches the
-        skipped ones.
+        skipped ones. A server that ignores the paging (the same page again, more rows than it
+        counts) stops the extract.
         """
         where, order_field = self._where(query)
         number = 0
+        guard = PageGuard(
+            self.source.name, "pageNumber" if self.source.api_version == 3 else "$offset"
+        )
         for _ in range(MAX_PASSES):
             before = self._count(where)
-            for page in self._one_pass(where, order_field, number):
+            guard.restart()
+            for page in self._one_pass(where, order_field, number, guard, before):
                 number = page.number
                 yield page
             after = self._count(where)
@@ -62,9 +68,16 @@ class SocrataConnector:
             self.source.name, self.url, f"dataset kept changing during {MAX_PASSES} passes"
         )
 
-    def _one_pass(self, where: str | None, order_field: str, number: int) -> Iterator[Page]:
+    def _one_pass(
+        self,
+        where: str | None,
+        order_field: str,
+        number: int,
+        guard: PageGuard,
+        announced: int | None,
+    ) -> Iterator[Page]:
         if self.source.api_version == 3:
-            yield from self._soda3_pages(where, order_field, number)
+            yield from self._soda3_pages(where, order_field, number, guard)
             return
         params: dict[str, Any] = {
             "$select": ":*, *",
@@ -80,7 +93,16 @@ class SocrataConnector:
             )
             records = self._records(body)
             number += 1
-            yield Page(number=number, url=f"{self.url}?$offset={offset}", records=records)
+            url = f"{self.url}?$offset={offset}"
+            guard.check(url, records)
+            full = records.size >= self.source.page_size
+            # A short page ends the pass whatever the count said; past the count, a full page asks
+            # for more that should not exist. Rows added since the count are no fault of the
+            # server's: count again first.
+            if full and announced is not None and guard.rows > announced:
+                announced = self._count(where)
+                guard.beyond(url, announced, "count(*) counts {} matching rows")
+            yield Page(number=number, url=url, records=records)
             if records.size < self.source.page_size:
                 return
             offset += records.size
@@ -100,7 +122,9 @@ class SocrataConnector:
         value = record.get(field) if field else None
         return self._parse(field, value) if value else None
 
-    def _soda3_pages(self, where: str | None, order_field: str, number: int) -> Iterator[Page]:
+    def _soda3_pages(
+        self, where: str | None, order_field: str, number: int, guard: PageGuard
+    ) -> Iterator[Page]:
         order = order_field if order_field == ":id" else f"{order_field}, :id"
         statement = f"SELECT :*, * {'WHERE ' + where if where else ''} ORDER BY {order}"
         page_number = 0
@@ -118,7 +142,9 @@ class SocrataConnector:
                 arrays_as_served=True,
             )
             records = self._records(body)
-            yield Page(number=number, url=f"{self.url}#page={page_number}", records=records)
+            url = f"{self.url}#page={page_number}"
+            guard.check(url, records)
+            yield Page(number=number, url=url, records=records)
             if records.size < self.source.page_size:
                 return
 
