@@ -781,15 +781,9 @@ _REPLACES = """
 """
 
 
-def _page_statement(source: SourceConfig, records: sql.Composable) -> sql.Composed:
-    """One page's records upserted, or rejected with their reason.
-
-    A key an earlier page of the load wrote makes the statement fail (``_SERVED_AGAIN``,
-    checked before anything else about the row), so that the page is loaded by
-    ``_latest_statement``, which says which version lost.
-    """
-    return sql.SQL(
-        """
+# How both page statements begin: the page's rejects written with their reason, and every key
+# it served noted (``_seen``), before the rows are upserted.
+_REJECT_AND_NOTE_PAGE = """
         with timed as {records},
 
         rejected as (
@@ -807,6 +801,19 @@ def _page_statement(source: SourceConfig, records: sql.Composable) -> sql.Compos
             select record_key, updated_at, %(page)s, position from timed
             where reason is null
         ),
+"""
+
+
+def _page_statement(source: SourceConfig, records: sql.Composable) -> sql.Composed:
+    """One page's records upserted, or rejected with their reason.
+
+    A key an earlier page of the load wrote makes the statement fail (``_SERVED_AGAIN``,
+    checked before anything else about the row), so that the page is loaded by
+    ``_latest_statement``, which says which version lost.
+    """
+    return sql.SQL(
+        _REJECT_AND_NOTE_PAGE
+        + """
 
         merged as (
             insert into {table} as t (
@@ -850,24 +857,8 @@ def _latest_statement(source: SourceConfig, records: sql.Composable) -> sql.Comp
     a copy identical to the winner loses nothing and is only counted as a duplicate.
     """
     return sql.SQL(
-        """
-        with timed as {records},
-
-        rejected as (
-            insert into {rejects}
-                (source, batch_id, scope, request_page, position, reason, payload, rejected_at)
-            select
-                %(source)s, %(batch)s, %(scope)s, %(page)s, position, reason,
-                coalesce((%(payloads)s::text[])[position + 1], record::text), now()
-            from timed
-            where reason is not null
-        ),
-
-        seen as (
-            insert into _seen (record_key, updated_at, page, position)
-            select record_key, updated_at, %(page)s, position from timed
-            where reason is null
-        ),
+        _REJECT_AND_NOTE_PAGE
+        + """
 
         ranked as (
             select

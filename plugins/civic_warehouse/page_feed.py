@@ -24,7 +24,6 @@ nobody holds is a dead load's).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -55,14 +54,7 @@ DEFAULT_MAX_STAGED_BYTES = 100 * 10**9
 
 
 def max_staged_bytes() -> int:
-    value = os.environ.get("CW_MAX_STAGED_BYTES") or str(DEFAULT_MAX_STAGED_BYTES)
-    try:
-        limit = int(value)
-    except ValueError:
-        raise ValueError(f"CW_MAX_STAGED_BYTES={value!r} is not a number of bytes") from None
-    if limit < 1:
-        raise ValueError(f"CW_MAX_STAGED_BYTES must be positive, got {value!r}")
-    return limit
+    return settings.positive_number("CW_MAX_STAGED_BYTES", DEFAULT_MAX_STAGED_BYTES, "bytes")
 
 
 # Creates the staging table: (session, table).

@@ -81,3 +81,18 @@ def airflow_environ() -> dict[str, str]:
 def load_parse_sessions() -> int:
     """Database sessions parsing an extract's pages ahead of its loading transaction (0: none)."""
     return int(os.environ.get("CW_LOAD_PARSE_SESSIONS", "2"))
+
+
+def positive_number(variable: str, default: float, unit: str, kind: type = int) -> float:
+    """A limit from the environment (``variable``), else ``default``; anything but a positive
+    number of ``unit`` is refused with a message naming the variable."""
+    value = os.environ.get(variable)
+    if not value:
+        return kind(default)
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{variable}={value!r} is not a number of {unit}") from None
+    if number <= 0:
+        raise ValueError(f"{variable} must be a positive number of {unit}, got {value!r}")
+    return number

@@ -13,7 +13,6 @@ import email.utils
 import ipaddress
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import msgspec
 import requests
 import urllib3
 
+from civic_warehouse import settings
 from civic_warehouse.connectors.base import JsonArray, json_array_elements
 
 log = logging.getLogger(__name__)
@@ -60,16 +60,7 @@ BAD_BODY_ATTEMPTS = 5
 
 
 def _seconds(variable: str, default: float) -> float:
-    value = os.environ.get(variable)
-    if not value:
-        return float(default)
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{variable}={value!r} is not a number of seconds") from None
-    if seconds <= 0:
-        raise ValueError(f"{variable} must be positive, got {value!r}")
-    return seconds
+    return settings.positive_number(variable, default, "seconds", kind=float)
 
 
 class SourceError(RuntimeError):

@@ -9,11 +9,11 @@ extract with a ``SourceError`` saying what the server did.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any
 
 import msgspec
 
+from civic_warehouse import settings
 from civic_warehouse.connectors.base import JsonArray, encode_json_array
 from civic_warehouse.connectors.http import SourceError
 
@@ -23,14 +23,7 @@ DEFAULT_MAX_PAGES = 100_000
 
 
 def max_pages() -> int:
-    value = os.environ.get("CW_MAX_PAGES") or str(DEFAULT_MAX_PAGES)
-    try:
-        pages = int(value)
-    except ValueError:
-        raise ValueError(f"CW_MAX_PAGES={value!r} is not a number of pages") from None
-    if pages < 1:
-        raise ValueError(f"CW_MAX_PAGES must be at least 1, got {value!r}")
-    return pages
+    return settings.positive_number("CW_MAX_PAGES", DEFAULT_MAX_PAGES, "pages")
 
 
 class PageGuard:
