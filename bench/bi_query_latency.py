@@ -301,7 +301,8 @@ def load_five_years(url: str) -> None:
     started = time.perf_counter()
     pipeline.transform_candidate(url, full_refresh=True)
     log(f"dbt build in {time.perf_counter() - started:.0f}s")
-    pipeline.publish(url)
+    # Measures BI queries on a realistic volume; what the gate thinks of it is not measured.
+    pipeline.publish(url, force_reason="benchmark: BI query latency on generated data")
 
 
 def superset_queries() -> dict[str, str]:

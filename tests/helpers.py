@@ -70,6 +70,10 @@ def extract_city_window(url: str, simulator, start: str, end: str) -> str:
     return url
 
 
+# The open tier's readers are tested on whatever the build produced, gate or no gate.
+UNGATED_FIXTURE = "test fixture: the readers of the open tier are tested here, not the gate"
+
+
 def publish_city_window(url: str, simulator, start: str, end: str) -> str:
     """Every source extracted for local dates [start, end), built and published.
 
@@ -80,7 +84,7 @@ def publish_city_window(url: str, simulator, start: str, end: str) -> str:
 
     extract_city_window(url, simulator, start, end)
     pipeline.transform_candidate(url)
-    pipeline.publish(url)
+    pipeline.publish(url, force_reason=UNGATED_FIXTURE)
     return url
 
 

@@ -55,7 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="dbt-score on the manifest: dbt Labs' structure-guide conventions (pyproject.toml)",
     )
     commands.add_parser("validate", help="run the quality gate on the candidate marts")
-    commands.add_parser("publish", help="publish the candidate marts (after validate)")
+    pub = commands.add_parser(
+        "publish",
+        help="publish the candidate marts the quality gate passed (after validate)",
+        description="Publishes only the candidate build the latest gate run passed. --force "
+        "with --reason publishes it anyway; the override is recorded with who and why in "
+        "quality.publish_overrides.",
+    )
+    pub.add_argument(
+        "--force", action="store_true", help="publish even if the gate did not pass this build"
+    )
+    pub.add_argument("--reason", help="why the gate is overridden (required with --force)")
     commands.add_parser(
         "grants", help="create or update the bi_reader role (BI_READER_PASSWORD) and its grants"
     )
@@ -215,7 +225,14 @@ def _validate(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from civic_warehouse import pipeline
 
-    print(json.dumps(pipeline.publish(), indent=2))
+    if args.force != (args.reason is not None):
+        print(
+            "error: --force and --reason go together: say why the gate is overridden",
+            file=sys.stderr,
+        )
+        return 2
+    force_reason = args.reason if args.force else None
+    print(json.dumps(pipeline.publish(force_reason=force_reason), indent=2))
     return 0
 
 

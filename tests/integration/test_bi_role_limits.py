@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_publish import stage_candidate
+from test_publish import UNGATED, stage_candidate
 
 from civic_warehouse import access, publish, warehouse
 
@@ -22,7 +22,7 @@ LIMIT = "2s"  # short, so that the timeout tests take seconds
 def bi(clean_warehouse):
     """bi_reader's URL, with the guard running as the owner, as ``make bi`` runs it."""
     stage_candidate(clean_warehouse, 5)
-    publish.publish(clean_warehouse)
+    publish.publish(clean_warehouse, force_reason=UNGATED)
     with psycopg.connect(clean_warehouse) as conn:
         access.ensure_bi_role(conn, password=PASSWORD, statement_timeout=LIMIT)
     parts = warehouse.ConnectionParts.from_url(clean_warehouse)

@@ -12,6 +12,9 @@ from civic_warehouse import publish
 
 pytestmark = pytest.mark.integration
 
+# The hand-made candidates below have no suites for the gate to pass: their publishing is forced.
+UNGATED = "test fixture: a hand-made candidate the quality gate has no suites for"
+
 
 def stage_candidate(url: str, rows: int) -> None:
     """A candidate mart of ``rows`` rows, all stamped with the version (= row count)."""
@@ -27,7 +30,7 @@ def stage_candidate(url: str, rows: int) -> None:
 
 def test_readers_see_one_whole_version_at_a_time(clean_warehouse):
     stage_candidate(clean_warehouse, 1000)
-    publish.publish(clean_warehouse)
+    publish.publish(clean_warehouse, force_reason=UNGATED)
     seen, errors, stop = set(), [], threading.Event()
 
     def read() -> None:
@@ -47,7 +50,7 @@ def test_readers_see_one_whole_version_at_a_time(clean_warehouse):
     try:
         for rows in (2000, 1500, 3000, 2500, 1200):
             stage_candidate(clean_warehouse, rows)
-            publish.publish(clean_warehouse)
+            publish.publish(clean_warehouse, force_reason=UNGATED)
     finally:
         stop.set()
         for reader in readers:
@@ -61,10 +64,10 @@ def test_readers_see_one_whole_version_at_a_time(clean_warehouse):
 
 def test_restore_brings_back_the_previous_version(clean_warehouse):
     stage_candidate(clean_warehouse, 100)
-    publish.publish(clean_warehouse)
+    publish.publish(clean_warehouse, force_reason=UNGATED)
     first = table_fingerprint(clean_warehouse, "open", "fct_example", "id")
     stage_candidate(clean_warehouse, 50)
-    publish.publish(clean_warehouse)
+    publish.publish(clean_warehouse, force_reason=UNGATED)
 
     restored = publish.restore(clean_warehouse)
 
@@ -75,3 +78,35 @@ def test_restore_brings_back_the_previous_version(clean_warehouse):
 def test_nothing_to_publish_is_an_error(clean_warehouse):
     with pytest.raises(publish.PublishError, match="nothing to publish"):
         publish.publish(clean_warehouse)
+
+
+def test_a_build_the_gate_never_saw_is_refused(clean_warehouse):
+    stage_candidate(clean_warehouse, 100)
+    publish.publish(clean_warehouse, force_reason=UNGATED)
+    published = table_fingerprint(clean_warehouse, "open", "fct_example", "id")
+    stage_candidate(clean_warehouse, 50)
+
+    with pytest.raises(publish.PublishError) as refused:
+        publish.publish(clean_warehouse)
+
+    message = str(refused.value)
+    assert message.startswith("refusing to publish candidate build ") and "\n" not in message
+    assert "the quality gate never validated it" in message
+    assert "python -m civic_warehouse validate" in message and "--force --reason" in message
+    assert table_fingerprint(clean_warehouse, "open", "fct_example", "id") == published
+    assert table_fingerprint(clean_warehouse, "candidate", "fct_example", "id")[0] == 50
+
+
+def test_a_build_is_refused_with_no_quality_schema_at_all(clean_warehouse):
+    stage_candidate(clean_warehouse, 10)
+    with pytest.raises(publish.PublishError, match="never validated it"):
+        publish.publish(clean_warehouse)
+    with psycopg.connect(clean_warehouse) as conn:
+        assert conn.execute("select to_regclass('open.fct_example')").fetchone()[0] is None
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_an_override_needs_a_reason(clean_warehouse, reason):
+    stage_candidate(clean_warehouse, 10)
+    with pytest.raises(publish.PublishError, match="an override needs a reason"):
+        publish.publish(clean_warehouse, force_reason=reason)
