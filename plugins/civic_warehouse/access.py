@@ -15,6 +15,7 @@ role's queries past the limit and restores its settings and password.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -24,9 +25,11 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from civic_warehouse import settings
 
@@ -168,14 +171,27 @@ def ensure_bi_role(
     """
     password = password if password is not None else os.environ.get("BI_READER_PASSWORD")
     role = sql.Identifier(BI_ROLE)
-    exists = conn.execute("select 1 from pg_roles where rolname = %s", [BI_ROLE]).fetchone()
-    if not exists:
-        conn.execute(sql.SQL("create role {} nologin").format(role))
-    if password:
-        _set_password(conn, password)
-    _apply_role_settings(conn, statement_timeout or STATEMENT_TIMEOUT)
-    restrict_bi_role(conn)
-    grant_open_tier(conn)
+    with _rows_as_tuples(conn):
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", [BI_ROLE]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create role {} nologin").format(role))
+        if password:
+            _set_password(conn, password)
+        _apply_role_settings(conn, statement_timeout or STATEMENT_TIMEOUT)
+        restrict_bi_role(conn)
+        grant_open_tier(conn)
+
+
+@contextlib.contextmanager
+def _rows_as_tuples(conn: psycopg.Connection) -> Iterator[None]:
+    """The caller's connection may make dicts of its rows (the public page's does); these
+    functions read theirs by position."""
+    previous = conn.row_factory
+    conn.row_factory = tuple_row
+    try:
+        yield
+    finally:
+        conn.row_factory = previous
 
 
 def _savepoint(conn: psycopg.Connection, statement: sql.Composable) -> bool:

@@ -173,6 +173,19 @@ def test_grants_also_undo_what_the_role_changed(clean_warehouse):
         assert conn.execute("show default_transaction_read_only").fetchone()[0] == "on"
 
 
+def test_the_role_is_made_through_a_connection_that_reads_rows_as_dicts(clean_warehouse):
+    """The public page's first build on a new warehouse makes the role on its own connection,
+    whose rows are dicts: the role is made all the same, and the connection keeps its rows."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(clean_warehouse, row_factory=dict_row) as conn:
+        access.ensure_bi_role(conn)
+        row = conn.execute(
+            "select rolname from pg_roles where rolname = %s", [access.BI_ROLE]
+        ).fetchone()
+    assert row == {"rolname": access.BI_ROLE}
+
+
 def test_scram_verifier_is_what_postgresql_accepts():
     verifier = access.scram_verifier("s3cret")
     assert access.verifier_matches(verifier, "s3cret")
