@@ -49,12 +49,12 @@ expectation failed are they swapped into the `open` schema that BI tools read (`
 stewardship reports and docs are rebuilt (`docs`). A failed gate fails the run, alerts the owning
 department and leaves `open` untouched.
 
-The publication delay is anchored on the newest data interval the triggering extracts loaded, so a
-re-run publishes the same marts.
+The publication delay is anchored on the newest data interval the extracts loaded before the run
+started (their asset events carry it), so a run never publishes less than what was loaded.
 """,
 )
 def transform_marts() -> None:
-    @task
+    @task(inlets=RAW_TABLES)
     def prepare_warehouse() -> str:
         """Create the tables dbt reads as sources; return the publication anchor (ISO time)."""
         context = get_current_context()

@@ -165,17 +165,26 @@ def freshness_deadline(source: SourceConfig):
 
 
 def publication_anchor(context: Any) -> datetime:
-    """The moment the publication delay counts from, the same on every re-run of a run.
+    """The moment the publication delay counts from.
 
-    The ``as_of`` param when given; else the end of the newest data interval the triggering extracts
-    loaded (their asset events carry it); else the run's own data interval end, or when it was due.
+    The ``as_of`` param when given; else the end of the newest data interval the extracts loaded
+    before the run started (their asset events carry it); else the run's own data interval end,
+    or when it was due.
     """
     as_of = context["params"].get("as_of")
     if as_of:
         return datetime.fromisoformat(as_of)
+    events = [event for events in context["triggering_asset_events"].values() for event in events]
+    # Airflow 3.3 hands an event that arrives while a run of this DAG is active to no later run
+    # when its asset already waited in the queue (seen with catch-up: the last interval's events
+    # reached no transform run). So the raw tables' newest events up to when this run started
+    # count too (the task's inlets): the anchor never lags what was loaded before the run.
+    started = context["dag_run"].start_date or context["dag_run"].run_after
+    inlet_events = context.get("inlet_events")
+    for asset in context["task"].inlets if inlet_events is not None else ():
+        events += inlet_events[asset].before(started.isoformat()).ascending(False).limit(50)
     ends = [
         datetime.fromisoformat(event.extra["data_interval_end"])
-        for events in context["triggering_asset_events"].values()
         for event in events
         if (event.extra or {}).get("data_interval_end")
     ]

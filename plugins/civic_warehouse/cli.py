@@ -287,9 +287,16 @@ def _bi(args: argparse.Namespace) -> int:
 
 def _airflow(args: argparse.Namespace) -> int:
     from civic_warehouse import airflow_glue
+    from civic_warehouse.cluster import deployment
 
     airflow_glue.ensure_dbt_manifest()  # the DAG files render the dbt project from it
     env = {**os.environ, **settings.airflow_environ()}
+    standalone = deployment.Cluster(deployment.standalone_config())
+    if standalone.state():
+        # `make airflow` runs: the command addresses its metadata, as its components do.
+        env = standalone.environ(
+            deployment.default_metadata_url(standalone.config.metadata_database), None
+        )
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
     os.execve(airflow, [airflow, *args.args], env)
 

@@ -29,6 +29,8 @@ AIRFLOW_PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
 DOCS_PORT = int(os.environ.get("DOCS_PORT", "8081"))
 SIMULATOR_PORT = int(os.environ.get("SIMULATOR_PORT", "8780"))
 SUPERSET_PORT = int(os.environ.get("SUPERSET_PORT", "8088"))
+# The database on the warehouse's server holding `make airflow`'s metadata (runs, logs' index).
+AIRFLOW_METADATA_DATABASE = os.environ.get("AIRFLOW_METADATA_DATABASE") or "airflow_local"
 # Records of the running servers (pid, start time, URL), so `make stop` finds them from any shell.
 RUN_DIR = Path(os.environ.get("CW_RUN_DIR") or PROJECT_ROOT / ".run")
 

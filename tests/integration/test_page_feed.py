@@ -162,6 +162,12 @@ def test_a_role_that_may_not_create_schemas_loads_in_the_transaction_alone(
         )
     )
     conn.execute(sql.SQL("create schema raw authorization {}").format(sql.Identifier(role)))
+    # Loading writes temporary tables; TEMP is no longer every role's (the BI role must not have it).
+    conn.execute(
+        sql.SQL("grant temporary on database {} to {}").format(
+            sql.Identifier(conn.info.dbname), sql.Identifier(role)
+        )
+    )
     monkeypatch.setenv("CW_LOAD_PARSE_SESSIONS", "2")
     records = [{"event_number": f"E{n}", ":updated_at": "2026-05-01T12:00:00Z"} for n in range(3)]
     try:
@@ -178,6 +184,11 @@ def test_a_role_that_may_not_create_schemas_loads_in_the_transaction_alone(
         assert page_feed.staging_schemas(conn) == []
     finally:
         conn.execute("drop schema raw cascade")
+        conn.execute(
+            sql.SQL("revoke temporary on database {} from {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(role)
+            )
+        )
         conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
 
 

@@ -5,7 +5,7 @@ scheduler, dag-processor, api-server, triggerer and a Celery worker, configured 
 file configures their containers, sharing a PostgreSQL metadata database (never the warehouse's
 database), Redis as the Celery broker and the metadata database as Celery's result backend. And the
 LocalExecutor deployment ``make airflow`` starts (``standalone``): the same components but the
-worker, with the metadata in SQLite in the project's Airflow home, where ``make demo``'s runs are.
+worker, on the project's Airflow home, with its metadata in a PostgreSQL database of its own.
 Tasks reach the api-server's execution API over HTTP, with tokens signed by a JWT secret all
 components share. Optionally the city-systems simulator runs beside them, as it does in compose.
 
@@ -59,9 +59,10 @@ class ClusterConfig:
     home: Path = DEFAULT_HOME
     # "CeleryExecutor" (with a worker and a broker) or "LocalExecutor" (tasks run by the scheduler).
     executor: str = "CeleryExecutor"
-    # postgresql:// URL of Airflow's metadata database; default: for Celery, database "airflow" on
-    # the warehouse's server (the embedded one, or WAREHOUSE_URL's); else SQLite in ``home``.
+    # postgresql:// URL of Airflow's metadata database; default: database ``metadata_database`` on
+    # the warehouse's server (the embedded one, or WAREHOUSE_URL's), never the warehouse's own.
     metadata_url: str | None = None
+    metadata_database: str = DEFAULT_METADATA_DATABASE
     broker_url: str = DEFAULT_BROKER_URL
     api_host: str = settings.LISTEN_ADDRESS
     api_port: int = settings.AIRFLOW_PORT
@@ -98,10 +99,15 @@ class ClusterConfig:
 
 
 def standalone_config() -> ClusterConfig:
-    """``make airflow``: LocalExecutor on the project's Airflow home, with the simulator."""
+    """``make airflow``: LocalExecutor on the project's Airflow home, with the simulator.
+
+    Its metadata is in PostgreSQL too (``AIRFLOW_METADATA_DATABASE``): on SQLite, a CLI command
+    writing while the scheduler does (``airflow backfill create``) failed with "database is locked".
+    """
     return ClusterConfig(
         home=settings.airflow_home(),
         executor="LocalExecutor",
+        metadata_database=settings.AIRFLOW_METADATA_DATABASE,
         simulator_port=settings.SIMULATOR_PORT,
         paused_at_creation=False,
         name="standalone",
@@ -128,9 +134,8 @@ class Cluster:
             )
         config.home.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
-        metadata_url = config.metadata_url or (default_metadata_url() if config.celery else None)
-        if metadata_url:
-            warehouse.ensure_database(metadata_url)
+        metadata_url = config.metadata_url or default_metadata_url(config.metadata_database)
+        warehouse.ensure_database(metadata_url)
         redis = (
             broker.ensure_redis(config.broker_url, config.home / "redis") if config.celery else None
         )
@@ -191,7 +196,7 @@ class Cluster:
         client.login()
         return client
 
-    def environ(self, metadata_url: str | None, broker_url: str | None) -> dict[str, str]:
+    def environ(self, metadata_url: str, broker_url: str | None) -> dict[str, str]:
         """The configuration every component shares, as Airflow environment variables."""
         config = self.config
         keys = _secrets(config.home)
@@ -217,9 +222,8 @@ class Cluster:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(broker.free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(broker.free_port()),
         }
-        if metadata_url:
-            credentials = warehouse.ConnectionParts.from_url(metadata_url).url().split("://", 1)[1]
-            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"postgresql+psycopg2://{credentials}"
+        credentials = warehouse.ConnectionParts.from_url(metadata_url).url().split("://", 1)[1]
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"postgresql+psycopg2://{credentials}"
         if config.celery:
             env |= {
                 "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{credentials}",
@@ -302,7 +306,7 @@ class Cluster:
             raise ClusterError(f"airflow db migrate failed (log {migrate_log}):\n{tail}")
 
     def _record(
-        self, started: list[processes.Running], metadata_url: str | None, broker_url: str | None
+        self, started: list[processes.Running], metadata_url: str, broker_url: str | None
     ) -> dict[str, Any]:
         state = {
             "api_url": self.config.api_url,
@@ -310,12 +314,8 @@ class Cluster:
             "password_file": str(self.config.password_file),
             "log_dir": str(self.config.log_dir),
             "executor": self.config.executor,
-            "metadata_database": (
-                "{0.host}:{0.port}/{0.dbname}".format(
-                    warehouse.ConnectionParts.from_url(metadata_url)
-                )
-                if metadata_url
-                else f"sqlite {self.config.home / 'airflow.db'}"
+            "metadata_database": "{0.host}:{0.port}/{0.dbname}".format(
+                warehouse.ConnectionParts.from_url(metadata_url)
             ),
             "broker_url": broker_url,
             "queue": self.config.name,
@@ -361,10 +361,10 @@ class Cluster:
             time.sleep(2)
 
 
-def default_metadata_url() -> str:
-    """Database ``airflow`` on the warehouse's server: Airflow's tables never mix with the data."""
+def default_metadata_url(database: str = DEFAULT_METADATA_DATABASE) -> str:
+    """A database of its own on the warehouse's server: Airflow's tables never mix with the data."""
     parts = warehouse.connection_parts()
-    return parts.url(DEFAULT_METADATA_DATABASE)
+    return parts.url(database)
 
 
 def admin_password(config: ClusterConfig) -> str:
