@@ -804,6 +804,32 @@ _REJECT_AND_NOTE_PAGE = """
 """
 
 
+def _upsert_rows(rows: str, guard: str) -> str:
+    """How both page statements end: ``rows`` upserted into the raw table where ``guard`` (a
+    condition ending in ``and``, or nothing) and the change rule allow, and noted in ``_written``."""
+    return f"""
+        merged as (
+            insert into {{table}} as t (
+                record_key, record, source, batch_id, extracted_at, request_page, source_updated_at
+            )
+            select record_key, record, %(source)s, %(batch)s, %(at)s, %(page)s, updated_at
+            {rows}
+            on conflict (record_key) do update
+                set record = excluded.record,
+                    batch_id = excluded.batch_id,
+                    extracted_at = excluded.extracted_at,
+                    request_page = excluded.request_page,
+                    source_updated_at = excluded.source_updated_at,
+                    deleted_at = null
+                where {guard} {{replaces}}
+            returning record_key, (xmax = 0) as inserted
+        )
+
+        insert into _written (record_key, inserted)
+        select record_key, inserted from merged
+        """
+
+
 def _page_statement(source: SourceConfig, records: sql.Composable) -> sql.Composed:
     """One page's records upserted, or rejected with their reason.
 
@@ -815,29 +841,12 @@ def _page_statement(source: SourceConfig, records: sql.Composable) -> sql.Compos
         _REJECT_AND_NOTE_PAGE
         + """
 
-        merged as (
-            insert into {table} as t (
-                record_key, record, source, batch_id, extracted_at, request_page, source_updated_at
-            )
-            select record_key, record, %(source)s, %(batch)s, %(at)s, %(page)s, updated_at
-            from timed
-            where reason is null
-            on conflict (record_key) do update
-                set record = excluded.record,
-                    batch_id = excluded.batch_id,
-                    extracted_at = excluded.extracted_at,
-                    request_page = excluded.request_page,
-                    source_updated_at = excluded.source_updated_at,
-                    deleted_at = null
-                where case when t.batch_id = excluded.batch_id
-                        then pg_temp.served_again_in_this_load() else true end
-                    and {replaces}
-            returning record_key, (xmax = 0) as inserted
-        )
-
-        insert into _written (record_key, inserted)
-        select record_key, inserted from merged
         """
+        + _upsert_rows(
+            "from timed where reason is null",
+            "case when t.batch_id = excluded.batch_id"
+            " then pg_temp.served_again_in_this_load() else true end and",
+        )
     ).format(
         records=records,
         rejects=sql.Identifier(RAW, "_rejects"),
@@ -912,26 +921,8 @@ def _latest_statement(source: SourceConfig, records: sql.Composable) -> sql.Comp
             from lost
         ),
 
-        merged as (
-            insert into {table} as t (
-                record_key, record, source, batch_id, extracted_at, request_page, source_updated_at
-            )
-            select record_key, record, %(source)s, %(batch)s, %(at)s, %(page)s, updated_at
-            from latest
-            on conflict (record_key) do update
-                set record = excluded.record,
-                    batch_id = excluded.batch_id,
-                    extracted_at = excluded.extracted_at,
-                    request_page = excluded.request_page,
-                    source_updated_at = excluded.source_updated_at,
-                    deleted_at = null
-                where {replaces}
-            returning record_key, (xmax = 0) as inserted
-        )
-
-        insert into _written (record_key, inserted)
-        select record_key, inserted from merged
         """
+        + _upsert_rows("from latest", "")
     ).format(
         records=records,
         rejects=sql.Identifier(RAW, "_rejects"),

@@ -24,6 +24,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -331,34 +332,44 @@ class Cluster:
         """Until the api-server (and the simulator, when started) answer HTTP."""
         client = AirflowApi(self.config.api_url, ADMIN_USER, admin_password(self.config))
         simulator = self.config.simulator_port
-        while True:
-            _raise_if_exited(started)
-            waiting = [] if _answers(client) else ["api-server"]
+
+        def waiting() -> list[str]:
+            names = [] if _answers(client) else ["api-server"]
             if simulator and not _answers_http(settings.server_url(simulator, "127.0.0.1")):
-                waiting.append("simulator")
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"not answering in time: {', '.join(waiting)} (logs in {self.config.log_dir})"
-                )
-            time.sleep(1)
+                names.append("simulator")
+            return names
+
+        self._wait(started, deadline, waiting, "not answering", poll=1)
 
     def _wait_until_healthy(self, started: list[processes.Running], deadline: float) -> None:
         client = AirflowApi(self.config.api_url, ADMIN_USER, admin_password(self.config))
         worker = next((r for r in started if r.name == "worker"), None)
+
+        def unhealthy() -> list[str]:
+            names = _unhealthy(client)
+            return [*names, "worker"] if worker and not _worker_ready(worker) else names
+
+        self._wait(started, deadline, unhealthy, "not healthy", poll=2)
+
+    def _wait(
+        self,
+        started: list[processes.Running],
+        deadline: float,
+        pending: Callable[[], list[str]],
+        what: str,
+        poll: float,
+    ) -> None:
+        """Until ``pending`` names no component; a component that exits, or the deadline, fails."""
         while True:
             _raise_if_exited(started)
-            unhealthy = _unhealthy(client)
-            if worker and not _worker_ready(worker):
-                unhealthy.append("worker")
-            if not unhealthy:
+            names = pending()
+            if not names:
                 return
             if time.monotonic() > deadline:
                 raise ClusterError(
-                    f"not healthy in time: {', '.join(unhealthy)} (logs in {self.config.log_dir})"
+                    f"{what} in time: {', '.join(names)} (logs in {self.config.log_dir})"
                 )
-            time.sleep(2)
+            time.sleep(poll)
 
 
 def default_metadata_url(database: str = DEFAULT_METADATA_DATABASE) -> str:
