@@ -1,6 +1,7 @@
-# The project's Airflow image: the official one plus this project's pinned requirements (which
-# include the Celery provider). DAGs, plugins, sources, the dbt project and the suites are mounted
-# by docker-compose.yml, so the image only changes when requirements.txt does.
+# The project's Airflow image: the official one plus this project's pinned runtime requirements
+# (requirements.txt, which includes the Celery provider; no test or lint tools, no simulator). DAGs,
+# plugins, sources, the dbt project and the suites are mounted by docker-compose.yml, so the image
+# only changes when requirements.txt does.
 FROM apache/airflow:3.3.2-python3.11
 
 # build/ holds the dbt manifest the transform DAG is rendered from and the docs site; compose

@@ -269,7 +269,7 @@ def load_five_years(url: str) -> None:
     """Extract five years of every source from the simulator, build and publish the marts."""
     port = free_port()
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "civic_warehouse.simulator.server", "--port", str(port),
+        [sys.executable, "-m", "city_simulator.server", "--port", str(port),
          "--first-day", FIRST_DAY.isoformat(), "--last-day", LAST_DAY.isoformat()],
         env=os.environ | {"PYTHONPATH": str(PLUGINS_DIR)},
         stdout=subprocess.PIPE,

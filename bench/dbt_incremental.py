@@ -15,9 +15,8 @@ at ``--scale`` times its usual volume: about 3 million calls at the default 3) a
 
 Every build is given its day's publication anchor, as the transform DAG gives it. Before the
 history is loaded, one build of the empty database (not timed) leaves what a deployed pipeline
-always has from its previous run: dbt's partial-parse state and its compiled Jinja templates
-(``civic_warehouse.dbt_templates``). So the full refresh and the dailies start alike, and neither
-pays for parsing the project or compiling its templates from nothing. Each
+always has from its previous run: dbt's partial-parse state. So the full refresh and the dailies
+start alike, and neither pays for parsing the project from nothing. Each
 timed build starts after a checkpoint, so none pays for writing out the previous one's pages.
 
 Both builds must leave the candidate mart with exactly the calls loaded, or the run fails.
@@ -69,7 +68,7 @@ DAILY_RUNS = 3  # a few seconds each: the median of several days, against one fu
 
 
 def generated_calls(day: dt.date, scale: float) -> list[dict]:
-    from civic_warehouse.simulator.faults import call_day_records
+    from city_simulator.faults import call_day_records
 
     return [dict(r) for r in call_day_records(day, SIMULATOR_SEED, scale)]
 
@@ -209,9 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     url = server.database_url(BENCH_DATABASE)
     target = tempfile.mkdtemp(prefix="civic-bench-dbt-")
     os.environ["DBT_TARGET_PATH"] = target  # never the project's own target directory
-    # dbt's compiled templates, as a deployed pipeline has them from its previous run: the warm-up
-    # fills a cache of this run's own (an empty CW_DBT_TEMPLATE_CACHE turns it off, to compare).
-    os.environ.setdefault("CW_DBT_TEMPLATE_CACHE", os.path.join(target, "dbt-templates"))
     admin(server, f"drop database if exists {BENCH_DATABASE} with (force)")
     admin(server, f"create database {BENCH_DATABASE}")
     try:

@@ -65,7 +65,7 @@ DLT_REQUIREMENT = "dlt[postgres]==1.31.0"
 SLING_REQUIREMENT = "sling-linux-amd64==1.4.11"
 
 SOURCE = "calls_for_service"
-SERVER_MODULE = "civic_warehouse.simulator.server"
+SERVER_MODULE = "city_simulator.server"
 BENCH_DATABASE = "civic_bench"
 FIRST_DAY = dt.date(2021, 1, 1)
 SIMULATOR_SEED = 2026
@@ -106,8 +106,8 @@ class Plan:
 
 
 def _calls_generator():
-    from civic_warehouse.simulator import server
-    from civic_warehouse.simulator.calls import CALLS_DATASET_ID
+    from city_simulator import server
+    from city_simulator.calls import CALLS_DATASET_ID
 
     (dataset,) = [d for d in server.SODA_DATASETS if d.dataset_id == CALLS_DATASET_ID]
     return dataset.generate
@@ -270,7 +270,7 @@ def run_measured(
 # each for a million calls. The bench's simulator keeps every day, so the warm-up pays it once.
 SIMULATOR_LAUNCHER = """
 import functools, sys
-from civic_warehouse.simulator import calls, server
+from city_simulator import calls, server
 generate = getattr(calls.day_records, "__wrapped__", calls.day_records)
 calls.day_records = functools.lru_cache(maxsize=None)(generate)
 sys.exit(server.main(sys.argv[1:]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import AssetAny, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from civic_warehouse import airflow_glue, transform
 from civic_warehouse.catalog import load_catalog
@@ -42,9 +43,9 @@ RAW_TABLES = [airflow_glue.raw_table_asset(s) for s in load_catalog().values()]
 
 Runs when any extract DAG updated its raw table (Assets `raw.<table>`), or by hand.
 `dbt build` builds the staging models and the marts into the `candidate` schema, one Airflow task
-per model, seed and snapshot (Cosmos watcher mode: a single `dbt build` runs, then each task reports
-its node and the node's tests, and shows the SQL dbt compiled for it; clearing a task rebuilds its
-node with its tests). Great Expectations then validates the candidates (`audit`); only if no critical
+per model, seed and snapshot (Cosmos: each task runs `dbt build --select` of its node, so it builds
+the node and runs the node's tests, and shows the SQL dbt compiled for it; clearing a task rebuilds
+its node with its tests). Great Expectations then validates the candidates (`audit`); only if no critical
 expectation failed are they swapped into the `open` schema that BI tools read (`publish`), and the
 stewardship reports and docs are rebuilt (`docs`). A failed gate fails the run, alerts the owning
 department and leaves `open` untouched.
@@ -88,7 +89,17 @@ def transform_marts() -> None:
 
         return pipeline.docs()
 
-    prepare_warehouse() >> dbt_build >> audit() >> publish() >> docs()
+    @task
+    def release() -> list:
+        from civic_warehouse import release as portal
+
+        if not portal.portal_configured():
+            # A deployment without an open-data portal (a laptop, CI) has nothing to release to.
+            raise AirflowSkipException(f"{portal.PORTAL_URL_VARIABLE} is not set: nothing released")
+        return [r.__dict__ for r in portal.release()]
+
+    published = prepare_warehouse() >> dbt_build >> audit() >> publish()
+    published >> [docs(), release()]
 
 
 transform_marts()

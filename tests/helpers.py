@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
@@ -74,20 +77,6 @@ def extract_city_window(url: str, simulator, start: str, end: str) -> str:
 UNGATED_FIXTURE = "test fixture: the readers of the open tier are tested here, not the gate"
 
 
-def publish_city_window(url: str, simulator, start: str, end: str) -> str:
-    """Every source extracted for local dates [start, end), built and published.
-
-    The quality gate has tests of its own: this publishes whatever the build produced, as the
-    tests of what reads the open tier (BI tools, the public page) need.
-    """
-    from civic_warehouse import pipeline
-
-    extract_city_window(url, simulator, start, end)
-    pipeline.transform_candidate(url)
-    pipeline.publish(url, force_reason=UNGATED_FIXTURE)
-    return url
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -118,3 +107,37 @@ def make(target: str, env: dict[str, str], timeout: float = 900) -> subprocess.C
         text=True,
         timeout=timeout,
     )
+
+
+DISCLOSURE_POLICY = Path(__file__).resolve().parents[1] / "dbt_project/seeds/disclosure_policy.csv"
+DEFAULT_PUBLICATION_DELAY_HOURS = 24  # dbt var publication_delay_hours
+CITY_TIMEZONE = ZoneInfo("America/New_York")
+
+
+def as_published(records, default_cutoff: dt.datetime | None) -> dict[str, dict]:
+    """The simulator's 911 calls as the open tier publishes them (docs/privacy.md), by event number,
+    each with ``received_local``, the text of its published local received time.
+
+    A call of a type the disclosure policy delays longer than the default is held back that much
+    more before ``default_cutoff`` (the local time up to which other calls are published; None when
+    the run publishes everything loaded), and its received time is cut to the policy's grain.
+    """
+    with DISCLOSURE_POLICY.open() as policy_file:
+        policy = {row["call_type_code"]: row for row in csv.DictReader(policy_file)}
+    cutoff = default_cutoff and default_cutoff.replace(tzinfo=CITY_TIMEZONE).astimezone(dt.UTC)
+    published = {}
+    for record in records:
+        received_local = record["time_received"].replace("T", " ").removesuffix(".000")
+        rule = policy.get(record.get("call_type_code"))
+        if rule:
+            received = dt.datetime.fromisoformat(record["time_received"])
+            extra = int(rule["publication_delay_hours"]) - DEFAULT_PUBLICATION_DELAY_HOURS
+            at = received.replace(tzinfo=CITY_TIMEZONE).astimezone(dt.UTC)
+            if cutoff and extra > 0 and at > cutoff - dt.timedelta(hours=extra):
+                continue
+            received = received.replace(minute=0, second=0, microsecond=0)
+            if rule["time_grain"] == "day":
+                received = received.replace(hour=0)
+            received_local = f"{received:%Y-%m-%d %H:%M:%S}"
+        published[record["event_number"]] = record | {"received_local": received_local}
+    return published

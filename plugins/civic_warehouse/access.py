@@ -25,7 +25,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -104,18 +104,28 @@ def role_settings(conn: psycopg.Connection, statement_timeout: str) -> dict[str,
     return {"everywhere": sorted(everywhere), "here": sorted(here)}
 
 
-def _apply_role_settings(conn: psycopg.Connection, statement_timeout: str) -> None:
-    # The role is the server's, not the database's: another database's owner (a concurrent test
-    # session, a guard) may be rewriting its settings at the same moment.
+# Roles, their settings and databases' grants are the server's rows, not one database's: another
+# session (a concurrent test's, a guard on another database, a publish) may be writing the same
+# row at the same moment, and PostgreSQL then fails one with "tuple concurrently updated".
+CONCURRENT_UPDATE = (psycopg.errors.InternalError_, psycopg.errors.UniqueViolation)
+
+
+def _retried(conn: psycopg.Connection, action: Callable[[], object]) -> None:
+    """``action`` in a transaction (a savepoint in the caller's), again while it meets a
+    concurrent writer of the same rows."""
     for attempt in range(5):
         try:
             with conn.transaction():
-                _write_role_settings(conn, statement_timeout)
+                action()
             return
-        except (psycopg.errors.InternalError_, psycopg.errors.UniqueViolation):
+        except CONCURRENT_UPDATE:
             if attempt == 4:
                 raise
             time.sleep(0.1 * (attempt + 1))
+
+
+def _apply_role_settings(conn: psycopg.Connection, statement_timeout: str) -> None:
+    _retried(conn, lambda: _write_role_settings(conn, statement_timeout))
 
 
 def _write_role_settings(conn: psycopg.Connection, statement_timeout: str) -> None:
@@ -197,8 +207,7 @@ def _rows_as_tuples(conn: psycopg.Connection) -> Iterator[None]:
 def _savepoint(conn: psycopg.Connection, statement: sql.Composable) -> bool:
     """Run a statement the connected role may lack the privilege for; say whether it ran."""
     try:
-        with conn.transaction():
-            conn.execute(statement)
+        _retried(conn, lambda: conn.execute(statement))
     except psycopg.errors.InsufficientPrivilege as error:
         log.warning("bi_reader: not applied (%s): %s", error.diag.message_primary, statement)
         return False
@@ -254,9 +263,10 @@ def restrict_bi_role(conn: psycopg.Connection) -> None:
                 conn, sql.SQL("revoke {} on database {} from public").format(keyword, database)
             )
         _savepoint(conn, sql.SQL("revoke all on database {} from {}").format(database, role))
-    conn.execute(
-        sql.SQL("grant connect on database {} to {}").format(sql.Identifier(conn.info.dbname), role)
+    grant_connect = sql.SQL("grant connect on database {} to {}").format(
+        sql.Identifier(conn.info.dbname), role
     )
+    _retried(conn, lambda: conn.execute(grant_connect))
     for (schema,) in conn.execute(
         "select nspname from pg_namespace where has_schema_privilege(%s, oid, 'CREATE')",
         [BI_ROLE],

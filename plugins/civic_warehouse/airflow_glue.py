@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from civic_warehouse import cosmos_watcher, settings
+from civic_warehouse import settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -199,12 +199,20 @@ def run_in_process(dag: Any, conf: dict[str, Any]) -> Any:
     The run goes without the DAG's deadline alerts: Airflow 3.3.2's ``dag.test`` crashes after a
     successful run of a DAG that has one (apache/airflow#73428), and missed deadlines are the
     scheduler's business anyway.
+
+    The process's environment is restored afterwards: Cosmos copies each dbt task's environment
+    (the publication anchor among it) into ``os.environ`` for its OpenLineage parsing and leaves
+    it there. A deployment runs each task in a process of its own; in this one, a leftover
+    ``CW_PUBLISH_AS_OF`` would hold back what every later dbt command here publishes.
     """
     deadline, dag.deadline = dag.deadline, None
+    environment = dict(os.environ)
     try:
         return dag.test(logical_date=datetime.now(UTC), run_conf=conf)
     finally:
         dag.deadline = deadline
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 # -- dbt through Cosmos ---------------------------------------------------------------------------
@@ -298,11 +306,12 @@ def dbt_task_group(
 
     ``dbt_vars`` and ``dbt_env`` (environment variables for dbt) may hold Airflow templates.
 
-    Watcher mode runs one ``dbt build`` (dbt's own threads, in this process through dbtRunner) and
-    the per-model tasks report on its outcome, each for its model and the model's tests (a failed
-    test fails its model's task, and names the test), so the UI shows every model while the run
-    costs little more than a bare ``dbt build``. Rendering reads the manifest: no ``dbt ls`` at
-    parse time.
+    Cosmos' local execution mode with ``TestBehavior.BUILD``: each task runs ``dbt build --select
+    <its node>`` (dbt in the task's process, through dbtRunner), so it builds its node and runs the
+    node's tests, fails naming a failing test, shows the SQL dbt compiled for its node, and
+    clearing it rebuilds that node with its tests. The tasks follow dbt's own dependencies.
+    Rendering reads the manifest: no ``dbt ls`` at parse time. Only Cosmos' documented settings
+    are used (see docs/internals.md for why not its watcher mode).
     """
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
@@ -318,9 +327,18 @@ def dbt_task_group(
         # included: off whatever the environment says.
         **transform.DBT_LOG_FILE_OFF,
         **transform.DBT_TELEMETRY_OFF,
+        # Cosmos shows each task's compiled SQL from the target directory of that temporary copy
+        # (a relative path is the project's): a DBT_TARGET_PATH set for the pipeline's own dbt
+        # processes must not send dbt's files elsewhere.
+        "DBT_TARGET_PATH": "target",
+        # A task builds one node: the manifest.json and run_results.json dbt writes after it are
+        # work the task does not use (its compiled SQL and partial parse state are still written).
+        # dbt's relation cache stays on: without it, tasks running side by side each create their
+        # schema, and PostgreSQL's CREATE SCHEMA IF NOT EXISTS races (a duplicate key error).
+        "DBT_WRITE_JSON": "False",
         **(dbt_env or {}),
     }
-    group = DbtTaskGroup(
+    return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=settings.DBT_PROJECT_DIR,
@@ -335,11 +353,10 @@ def dbt_task_group(
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             exclude=list(exclude),
-            # No task of their own for tests: each model's task reports its tests too
-            # (cosmos_watcher.lean_consumer_class).
-            test_behavior=TestBehavior.NONE,
+            # A task per node runs `dbt build --select <node>`: the node and its tests.
+            test_behavior=TestBehavior.BUILD,
             # A task is named after its model, seed or snapshot (names are unique in a dbt project),
-            # not with Cosmos' `_run`/`_seed` suffix: it builds and tests its node.
+            # not with Cosmos' `_build` suffix.
             normalize_task_id=_dbt_node_name,
             normalize_task_display_name=_dbt_node_name,
             # Assets per model are not needed (the marts are gated, then published as a whole), and
@@ -347,7 +364,9 @@ def dbt_task_group(
             emit_datasets=False,
         ),
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.WATCHER,
+            execution_mode=ExecutionMode.LOCAL,
+            # dbt in the task's process: no interpreter to start and no dbt to import per task
+            # beyond the first in a worker process.
             invocation_mode=InvocationMode.DBT_RUNNER,
             dbt_executable_path=transform.dbt_executable(),
         ),
@@ -360,24 +379,6 @@ def dbt_task_group(
             "full_refresh": "{{ params.full_refresh }}",
         },
     )
-    producer = group.children[f"{group_id}.dbt_producer_watcher"]
-    # Cosmos has no setting for its watcher classes: the producer and the model tasks are given
-    # subclasses that change what they store and read, not what they run, and whose retries
-    # rebuild their node with its tests (cosmos_watcher.py).
-    producer.__class__ = cosmos_watcher.quiet_producer_class()
-    # Without test tasks Cosmos leaves tests out of the producer's build (--resource-type): the
-    # build runs them, and the model tasks report them.
-    producer.dbt_cmd_flags = list(transform.PIPELINE_BUILD_FLAGS)
-    # In a task group Cosmos starts the model tasks alongside the `dbt build` they watch. Starting
-    # them once it has finished (whatever its outcome: a failed model's task then retries that model
-    # alone) keeps them from holding worker slots while dbt runs, and lets `dag.test` run the group.
-    for root in group.get_roots():
-        if root is not producer:
-            producer >> root
-            root.trigger_rule = "all_done"
-    for task in cosmos_watcher.watching_tasks(group, producer.task_id):
-        task.__class__ = cosmos_watcher.lean_consumer_class(type(task))
-    return group
 
 
 def _dbt_node_name(node: Any) -> str:

@@ -158,44 +158,8 @@ class SourceConfig:
         return os.environ.get(self.app_token_env)
 
     def resolved_base_url(self) -> str:
-        """``base_url`` with its variable expanded, refused unless it is a plain http(s) URL.
-
-        The expanded value is checked on every call: the variable is read at run time, and a
-        refused URL must fail here, before any request, rather than be retried by the client.
-        """
-        problem = _base_url_problem(self.base_url)
-        if problem:
-            raise CatalogError(
-                f"{self._origin()}: field 'base_url': expected {problem}, got {self.base_url!r}"
-            )
-        match = _TEMPLATE.match(self.base_url)
-        if not match:
-            url = self.base_url
-        else:
-            name, default, rest = match["name"], match["default"], match["rest"]
-            value = os.environ.get(name)
-            if value:
-                origin_problem = _url_problem(value.rstrip("/"))
-                if origin_problem:
-                    # The value is not echoed: a refused value may be one holding credentials.
-                    raise CatalogError(
-                        f"{self._origin()}: field 'base_url': the variable {name} does not hold "
-                        f"a usable base URL: expected {origin_problem}"
-                    )
-                origin = value
-            elif default:
-                origin = default
-            else:
-                raise CatalogError(
-                    f"{self._origin()}: field 'base_url': the variable {name} is not set and "
-                    "base_url gives no default (${" + name + ":-http://...})"
-                )
-            url = origin.rstrip("/") + rest
-        url = url.rstrip("/")
-        problem = _url_problem(url)
-        if problem:
-            raise CatalogError(f"{self._origin()}: field 'base_url': expected {problem}")
-        return url
+        """``base_url`` with its variable expanded (see ``resolve_base_url``)."""
+        return resolve_base_url(self.base_url, self._origin())
 
     def _origin(self) -> str:
         return str(self.path) if self.path else f"source {self.name!r}"
@@ -205,6 +169,46 @@ _APP_TOKEN_EXPECTED = (
     "the NAME of an environment variable (never the token itself): SOCRATA_APP_TOKEN or "
     "SOCRATA_APP_TOKEN_<SUFFIX>"
 )
+
+
+def resolve_base_url(template: str, origin: str) -> str:
+    """``template`` with its variable expanded, refused unless it is a plain http(s) URL.
+
+    The expanded value is checked on every call: the variable is read at run time, and a
+    refused URL must fail here, before any request, rather than be retried by the client.
+    ``origin`` (a file, a source) opens the error message.
+    """
+    problem = base_url_problem(template)
+    if problem:
+        raise CatalogError(f"{origin}: field 'base_url': expected {problem}, got {template!r}")
+    match = _TEMPLATE.match(template)
+    if not match:
+        url = template
+    else:
+        name, default, rest = match["name"], match["default"], match["rest"]
+        value = os.environ.get(name)
+        if value:
+            origin_problem = _url_problem(value.rstrip("/"))
+            if origin_problem:
+                # The value is not echoed: a refused value may be one holding credentials.
+                raise CatalogError(
+                    f"{origin}: field 'base_url': the variable {name} does not hold "
+                    f"a usable base URL: expected {origin_problem}"
+                )
+            base = value
+        elif default:
+            base = default
+        else:
+            raise CatalogError(
+                f"{origin}: field 'base_url': the variable {name} is not set and "
+                "base_url gives no default (${" + name + ":-http://...})"
+            )
+        url = base.rstrip("/") + rest
+    url = url.rstrip("/")
+    problem = _url_problem(url)
+    if problem:
+        raise CatalogError(f"{origin}: field 'base_url': expected {problem}")
+    return url
 
 
 def _fail(expected: str, field: str | None = None) -> PydanticCustomError:
@@ -272,7 +276,7 @@ class _SourceFile(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        problem = _base_url_problem(value)
+        problem = base_url_problem(value)
         if problem:
             raise _fail(problem)
         return value
@@ -484,7 +488,7 @@ def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-def _base_url_problem(template: str) -> str | None:
+def base_url_problem(template: str) -> str | None:
     """What ``base_url`` as written in a file should have been (an "expected" phrase), or None."""
     misplaced = (
         "an http(s) URL; a variable may only open it, as ${NAME} or ${NAME:-default}, and only once"

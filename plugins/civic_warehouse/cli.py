@@ -54,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lint-dbt",
         help="dbt-score on the manifest: dbt Labs' structure-guide conventions (pyproject.toml)",
     )
+    private = commands.add_parser(
+        "lint-private",
+        help="the project's Python uses no private name of a dependency and patches none",
+    )
+    private.add_argument("paths", nargs="*", help="files or directories (default: the project)")
     commands.add_parser("validate", help="run the quality gate on the candidate marts")
     pub = commands.add_parser(
         "publish",
@@ -70,7 +75,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         "grants", help="create or update the bi_reader role (BI_READER_PASSWORD) and its grants"
     )
     commands.add_parser("restore", help="bring back the previously published marts")
+    commands.add_parser(
+        "release",
+        help="release the open marts to the city's open-data portal (portal/releases.yml)",
+        description="Upserts each configured open mart to its CKAN or Socrata dataset and deletes "
+        "the rows the mart no longer has. Only a build the quality gate passed is released; a "
+        "release that failed part-way finishes when run again. The portal's address is "
+        "CITY_PORTAL_URL; its credentials are the variables portal/releases.yml names.",
+    )
     commands.add_parser("sources", help="list the source catalog")
+    inv = commands.add_parser(
+        "inventory",
+        help="write the data inventory (data.json, DCAT-US 1.1) and print its department coverage",
+        description="Every source and mart, validated against the DCAT-US 1.1 schema, written "
+        "into the docs site (served at /data.json by `docs`).",
+    )
+    inv.add_argument("--output", help="where to write data.json (default: the docs site's)")
+    fb = commands.add_parser(
+        "feedback",
+        help="problem reports on a dataset: add, list, close",
+        description="Reports are kept in quality.feedback_reports; the docs site lists the open "
+        "ones beside the failing expectations.",
+    )
+    fb_actions = fb.add_subparsers(dest="action", required=True)
+    fb_add = fb_actions.add_parser("add", help="record a problem report")
+    fb_add.add_argument("--dataset", required=True, help="a source's or a mart's name")
+    fb_add.add_argument("--message", required=True, help="what is wrong")
+    fb_add.add_argument("--reporter", help="who reports it (a name or an address)")
+    fb_list = fb_actions.add_parser("list", help="list the open reports (--all: every report)")
+    fb_list.add_argument("--all", action="store_true", help="closed reports too")
+    fb_list.add_argument("--dataset", help="only this dataset's reports")
+    fb_close = fb_actions.add_parser("close", help="close an open report")
+    fb_close.add_argument("report_id", type=int)
+    fb_close.add_argument("--resolution", help="what was done about it")
 
     demo = commands.add_parser(
         "demo", help="run the whole pipeline through Airflow and print a summary"
@@ -110,11 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simulator"]:
         # The simulator has its own options (--port, --first-day, ...): hand them over whole.
+        # It is a package of its own, run as a process: the product never imports it.
+        import subprocess
+
         from civic_warehouse import servers
-        from civic_warehouse.simulator.server import main as serve
 
         with servers.registered("simulator", settings.server_url(settings.SIMULATOR_PORT)):
-            return serve(argv[1:])
+            return subprocess.call([sys.executable, "-m", "city_simulator", *argv[1:]])
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -212,6 +251,12 @@ def _lint_dbt(args: argparse.Namespace) -> int:
     return completed.returncode
 
 
+def _lint_private(args: argparse.Namespace) -> int:
+    from civic_warehouse import private_names
+
+    return private_names.main(args.paths)
+
+
 def _validate(args: argparse.Namespace) -> int:
     from civic_warehouse import quality
 
@@ -252,11 +297,56 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace) -> int:
+    from civic_warehouse import release
+
+    print(json.dumps([r.__dict__ for r in release.release()], indent=2))
+    return 0
+
+
 def _sources(args: argparse.Namespace) -> int:
     from civic_warehouse import catalog
 
     for source in catalog.load_catalog().values():
         print(json.dumps(catalog.as_dict(source), default=str))
+    return 0
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from civic_warehouse import docs_site, inventory
+
+    catalog = inventory.build()
+    path = inventory.write(
+        catalog, Path(args.output) if args.output else docs_site.SITE_DIR / "data.json"
+    )
+    levels = [dataset.access_level for dataset in catalog.datasets]
+    print(f"{path}: {len(catalog.datasets)} datasets, valid DCAT-US 1.1")
+    for level in inventory.ACCESS_LEVELS:
+        print(f"  {level}: {levels.count(level)}")
+    print(catalog.coverage.describe())
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from civic_warehouse import feedback
+
+    if args.action == "add":
+        report, new = feedback.add(args.dataset, args.message, args.reporter)
+        print(
+            f"report #{report.report_id} recorded" if new else "already reported and open",
+            report.describe(),
+            sep=": ",
+        )
+    elif args.action == "list":
+        found = feedback.reports(status=None if args.all else "open", dataset=args.dataset)
+        for report in found:
+            print(report.describe())
+        if not found:
+            print("no reports" if args.all else "no open reports")
+    else:
+        print(f"closed: {feedback.close(args.report_id, args.resolution).describe()}")
     return 0
 
 
@@ -364,11 +454,15 @@ _COMMANDS = {
     "dbt": _dbt,
     "lint-sql": _lint_sql,
     "lint-dbt": _lint_dbt,
+    "lint-private": _lint_private,
     "validate": _validate,
     "publish": _publish,
     "grants": _grants,
     "restore": _restore,
+    "release": _release,
     "sources": _sources,
+    "inventory": _inventory,
+    "feedback": _feedback,
     "demo": _demo,
     "dbt-manifest": _dbt_manifest,
     "airflow": _airflow,

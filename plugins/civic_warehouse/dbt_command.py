@@ -6,8 +6,7 @@ build (about five seconds) spent about a second in collections that find little 
 walking that graph again, and half a second more in the final collection at exit. Under
 :func:`collector_for_dbt` the objects already there are frozen (``gc.freeze``: never walked
 again) and collections run ten times less often (peak memory measured unchanged); a dbt process
-also leaves the objects it holds at exit to the operating system. Its Jinja templates, compiled
-once, are read back from disk by the next processes (`dbt_templates`).
+also leaves the objects it holds at exit to the operating system.
 
     python -m civic_warehouse.dbt_command build --select ...
 """
@@ -38,10 +37,8 @@ def collector_for_dbt() -> Iterator[None]:
 def main() -> None:
     from dbt.cli.main import cli
 
-    from civic_warehouse import dbt_templates
-
     try:
-        with collector_for_dbt(), dbt_templates.cached_compilation():
+        with collector_for_dbt():
             cli(prog_name="dbt")  # exits with dbt's own status
     finally:
         gc.freeze()  # nothing left for the collection at exit to walk

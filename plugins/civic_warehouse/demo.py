@@ -7,10 +7,13 @@ the quality verdict and where the docs are.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from civic_warehouse import (
@@ -19,6 +22,7 @@ from civic_warehouse import (
     public_dashboard,
     publish,
     quality,
+    release,
     settings,
     transform,
     warehouse,
@@ -72,23 +76,77 @@ def run_pipeline(start: str, end: str) -> dict[str, str]:
     return states
 
 
-def run(start: str, end: str) -> int:
-    from civic_warehouse.simulator.server import SimulatorServer
+@contextlib.contextmanager
+def city_simulator() -> Iterator[str]:
+    """The city-systems simulator as a process of its own, on a free port; yields its URL.
 
+    The simulator is a separate package (the product does not import it): the demo starts it the
+    way a user would, ``python -m city_simulator``, and reads the address it announces.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "city_simulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | _portal_credentials(),
+    )
+    try:
+        announced = process.stdout.readline().strip()
+        if not announced.startswith("city simulator listening on "):
+            raise RuntimeError(
+                f"the city simulator did not start (exit {process.poll()}): {announced!r}; "
+                "is the simulator/ directory on PYTHONPATH (make venv puts it there)?"
+            )
+        yield announced.rsplit(" ", 1)[1]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def run(start: str, end: str) -> int:
     url = warehouse.warehouse_url()
     os.environ.setdefault("WAREHOUSE_URL", url)
     prepare_airflow()
-    with SimulatorServer(port=0) as simulator:
-        os.environ["CITY_SIMULATOR_URL"] = simulator.url
+    with city_simulator() as simulator_url:
+        os.environ["CITY_SIMULATOR_URL"] = simulator_url
+        # The simulator is also the city's open-data portal: the transform DAG releases to it.
+        os.environ[release.PORTAL_URL_VARIABLE] = simulator_url
         states = run_pipeline(start, end)
     print(summary(url, states, start, end))
     succeeded = states.get(airflow_glue.TRANSFORM_DAG_ID) == "success"
     return 0 if succeeded else 1
 
 
+@functools.cache
+def _portal_credentials() -> dict[str, str]:
+    """One-off credentials the demo's portal (the simulator) accepts and its release sends."""
+    token, key_id, secret = (secrets.token_urlsafe(24) for _ in range(3))
+    credentials = {"CKAN_API_TOKEN": token, "SOCRATA_KEY_ID": key_id, "SOCRATA_KEY_SECRET": secret}
+    os.environ.update(credentials)
+    return {
+        "SIMULATOR_CKAN_API_TOKEN": token,
+        "SIMULATOR_SOCRATA_KEY_ID": key_id,
+        "SIMULATOR_SOCRATA_KEY_SECRET": secret,
+    }
+
+
+def _released(conn) -> list[tuple]:
+    """What the newest release sent, per mart: (mart, target, upserted, deleted, when)."""
+    if not conn.execute("select to_regclass('quality.releases')").fetchone()[0]:
+        return []
+    return conn.execute(
+        """
+        select distinct on (target) mart, target, upserted, deleted, released_at
+        from quality.releases
+        where build = (select build from quality.releases order by released_at desc limit 1)
+        order by target, released_at desc
+        """
+    ).fetchall()
+
+
 def summary(url: str, states: dict[str, str], start: str, end: str) -> str:
     with warehouse.connect(url) as conn:
         marts = publish.published_marts(conn)
+        released = _released(conn)
         verdict = conn.execute(
             """
             select run_id, bool_and(success or severity <> 'critical'), count(*),
@@ -114,6 +172,15 @@ def summary(url: str, states: dict[str, str], start: str, end: str) -> str:
             f"Quality gate      {'PASSED' if passed else 'FAILED'}: {total} expectations, "
             f"{critical} critical failure(s), {warnings} warning(s) (run {run_id})"
         )
+    lines.append(
+        "Released to the open-data portal (CKAN and Socrata on the simulator):"
+        if released
+        else "Open-data portal  nothing released (see the transform run's release task)"
+    )
+    lines += [
+        f"  open.{mart:<28} -> {target}  ({upserted} upserted, {deleted} deleted)"
+        for mart, target, upserted, deleted, _ in released
+    ]
     lines += [
         f"Docs (both)       {docs_site.SITE_DIR / 'index.html'}  "
         f"(make docs -> {settings.server_url(settings.DOCS_PORT)}/)",

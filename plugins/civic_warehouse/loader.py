@@ -12,8 +12,6 @@ at all. While the transaction writes, other sessions parse the next pages (``pag
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import logging
 import reprlib
@@ -181,7 +179,6 @@ def load(
     window) saw every record the source has, so keys it did not see are marked deleted
     (``deleted_at``); they come back if the source serves them again.
     """
-    _large_buffers_off_the_heap()
     batch_id = str(uuid.uuid4())
     scope = describe(query)
     reconcile = query.events is None and query.updated is None
@@ -286,30 +283,6 @@ def load(
     )
     log.info("loaded %s", result.as_dict())
     return result
-
-
-# glibc's mallopt parameter: the size from which an allocation gets pages of its own (mmap).
-_M_MMAP_THRESHOLD = -3
-# Well under a page's body (megabytes), well over the allocations of ordinary objects.
-LARGE_BUFFER = 1 << 20
-
-
-@functools.cache
-def _large_buffers_off_the_heap() -> bool:
-    """Give every buffer of a megabyte or more pages of its own, returned when it is freed.
-
-    glibc raises the size it serves from separate pages each time such a buffer is freed (the
-    "dynamic mmap threshold"), so after the first page every response body, every copy of it and
-    every statement buffer is carved out of the heaps of the fetching and the loading threads,
-    between small long-lived objects: the heaps fragment and the resident size creeps up with
-    every page, however many pages are held at once. A fixed threshold keeps memory flat in the
-    number of pages loaded. A no-op where the C library has no ``mallopt`` (not glibc).
-    """
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER))
 
 
 def _fetching(source: SourceConfig, pages: Iterable[Page]) -> Iterator[Page]:

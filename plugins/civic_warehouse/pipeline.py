@@ -7,6 +7,7 @@ extract (per source, per data interval) -> transform (dbt build into ``candidate
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -158,12 +159,16 @@ def docs(url: str | None = None) -> dict[str, str]:
         ["build", "--select", "tag:stewardship", *transform.PIPELINE_BUILD_FLAGS], url
     )
     dbt_docs = transform.generate_docs(url)
+    site = docs_site.build(url=url, dbt_docs=dbt_docs.parent)
+    # The resident-facing page, from what was just published; it links its own copy of data.json.
+    page = public_dashboard.build(url)
+    shutil.copy2(site.parent / "data.json", page.parent / "data.json")
     return {
-        "site": str(docs_site.build()),
+        "site": str(site),
         "dbt_docs": str(dbt_docs),
         "data_docs": str(quality.data_docs_index()),
-        # The resident-facing page, from what was just published.
-        "public_dashboard": str(public_dashboard.build(url)),
+        "data_inventory": str(site.parent / "data.json"),
+        "public_dashboard": str(page),
     }
 
 

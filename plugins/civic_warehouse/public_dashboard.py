@@ -12,8 +12,9 @@ from the data, not assumed; a week or month the data covers only in part is left
 and it reads on a phone 390 px wide.
 
 The page reads only what the BI role may read: the ``open`` schema, in a read-only transaction
-running as ``bi_reader``. Figures the page aggregates itself follow the open marts' small-cell rule:
-a neighborhood or call-type cell from 1 to ``min_cell_count`` - 1 records is withheld.
+running as ``bi_reader``. Its breakdowns by neighborhood and call type are marts of their own, built,
+suppressed and gated by dbt and the gate like every open mart; the page adds no figure of its own
+below the Citywide level.
 """
 
 from __future__ import annotations
@@ -38,13 +39,12 @@ import yaml
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from civic_warehouse import access, settings, warehouse
+from civic_warehouse import access, feedback, settings, warehouse
 
 log = logging.getLogger(__name__)
 
 SITE_DIR = settings.BUILD_DIR / "public"
 BUNDLE_CACHE_DIR = settings.BUILD_DIR / "cache"
-WINDOW_DAYS = 30  # headline and breakdown figures cover the last 30 days of each source
 SUPPRESSED = "suppressed"
 
 
@@ -63,8 +63,14 @@ def min_cell_count() -> int:
     return int(dbt_var("min_cell_count"))
 
 
+def window_days() -> int:
+    """The days headlines and breakdowns cover, up to each source's latest day (as the breakdown
+    marts were built)."""
+    return int(dbt_var("public_window_days"))
+
+
 def query_params() -> dict[str, Any]:
-    return {"window_days": WINDOW_DAYS, "min_cell_count": min_cell_count()}
+    return {"window_days": window_days(), "min_cell_count": min_cell_count()}
 
 
 # The marts that wait out the publication delay (the models calling the publication_cutoff()
@@ -88,6 +94,19 @@ def metric_sources() -> dict[str, str]:
     """Each KPI's source, from the dbt project's metric catalog (the seed the marts are built on)."""
     with (settings.DBT_PROJECT_DIR / "seeds" / "kpi_metrics.csv").open(newline="") as handle:
         return {row["metric_id"]: row["source_name"] for row in csv.DictReader(handle)}
+
+
+@functools.cache
+def sensitive_call_types() -> list[dict[str, str]]:
+    """The disclosure policy's call types (the seed the marts apply it from), with their names."""
+    seeds = settings.DBT_PROJECT_DIR / "seeds"
+    with (seeds / "call_types.csv").open(newline="") as handle:
+        names = {row["call_type_code"]: row["call_type"] for row in csv.DictReader(handle)}
+    with (seeds / "disclosure_policy.csv").open(newline="") as handle:
+        return [
+            row | {"call_type": names.get(row["call_type_code"], row["call_type_code"])}
+            for row in csv.DictReader(handle)
+        ]
 
 
 def data_end_note(metric_id: str) -> str:
@@ -121,7 +140,7 @@ class Panel:
     span: Callable[[list[dict]], str]
 
 
-# Headlines: each metric over the last WINDOW_DAYS days its source covers, from the Citywide KPIs.
+# Headlines: each metric over the last window_days() days its source covers, from the Citywide KPIs.
 # A stock (the open 311 backlog) is its value on the last day; shares pool numerators and
 # denominators, so they are the share of all the period's records.
 HEADLINES_SQL = """
@@ -162,29 +181,13 @@ group by
 order by citywide.metric_id
 """
 
-# The median response of the whole period, from the calls themselves (a median of daily medians
-# is not a median), measured as the KPI catalog measures it.
+# The median response of the whole period (a median of daily medians is not a median): the city's
+# row of the response-time breakdown, measured as the KPI catalog measures it.
 RESPONSE_HEADLINE_SQL = """
-with coverage as materialized (
-    select max(received_date_local) as last_day from open.fct_recent_calls_for_service
-)
 select
-    min(calls.received_date_local) as data_from,
-    coverage.last_day as data_as_of,
-    calls.priority,
-    count(*) as responses,
-    round(
-        (percentile_cont(0.5) within group (order by calls.seconds_received_to_on_scene))::numeric
-        / 60, 1
-    ) as median_minutes
-from open.fct_recent_calls_for_service as calls
-cross join coverage
-where
-    calls.responding_unit_type in ('POLICE', 'FIRE')
-    and calls.seconds_received_to_on_scene > 0
-    and calls.priority = 1
-    and calls.received_date_local > coverage.last_day - %(window_days)s
-group by coverage.last_day, calls.priority
+    window_start as data_from, last_day as data_as_of, responses, median_minutes
+from open.fct_response_times_by_neighborhood
+where area_type = 'citywide'
 """
 
 
@@ -266,103 +269,31 @@ TRAFFIC_MONTHLY_SQL = _periodic_sql(
 )
 
 
-# Breakdowns aggregate the fact marts over the period; a cell from 1 to min_cell_count - 1
-# records is withheld, as the open marts withhold theirs. Each row carries the days the window
-# really covers: the last WINDOW_DAYS days, or fewer when the data is younger.
-_WINDOW_COVERAGE = """select
-        max(received_date_local) as last_day,
-        greatest(
-            min(received_date_local), max(received_date_local) - %(window_days)s + 1
-        ) as window_start
-    from open.{fact}"""
-
-
-def _by_neighborhood(fact: str, count: str, value: str, value_sql: str, where: str) -> str:
-    """Every neighborhood with its ``count`` of ``fact`` rows and ``value`` over the window
-    (``value_sql`` aggregating rows aliased ``facts``, which ``where`` filters); cells withheld
-    as the open marts withhold theirs."""
-    withheld = f"coalesce(cells.{count}, 0) between 1 and %(min_cell_count)s - 1"
-    return f"""
-with coverage as materialized (
-    {_WINDOW_COVERAGE.format(fact=fact)}
-),
-cells as (
-    select
-        facts.neighborhood,
-        count(*) as {count},
-        {value_sql} as {value}
-    from open.{fact} as facts
-    cross join coverage
-    where
-        {where}
-        and facts.received_date_local > coverage.last_day - %(window_days)s
-    group by facts.neighborhood
-)
+# Breakdowns: the marts built for them (dbt_project/models/marts/performance), small cells and
+# their complements already withheld; the page leaves out their Citywide rows and keeps the top
+# call types.
+MRU_BY_NEIGHBORHOOD_SQL = """
 select
-    neighborhoods.neighborhood,
-    {withheld} as suppressed,
-    case when not {withheld} then coalesce(cells.{count}, 0) end as {count},
-    case when not {withheld} then cells.{value} end as {value},
-    coverage.window_start,
-    coverage.last_day
-from open.dim_neighborhood as neighborhoods
-cross join coverage
-left join cells
-    on neighborhoods.neighborhood = cells.neighborhood
+    area as neighborhood, suppressed, calls_handled, resolved_without_police_share,
+    window_start, last_day
+from open.fct_mru_responses_by_neighborhood
+where area_type = 'neighborhood'
+order by calls_handled desc nulls last, area
 """
 
+RESPONSE_BY_NEIGHBORHOOD_SQL = """
+select area as neighborhood, suppressed, responses, median_minutes, window_start, last_day
+from open.fct_response_times_by_neighborhood
+where area_type = 'neighborhood'
+order by median_minutes desc nulls last, area
+"""
 
-MRU_BY_NEIGHBORHOOD_SQL = (
-    _by_neighborhood(
-        "fct_mru_responses",
-        "calls_handled",
-        "resolved_without_police_share",
-        "round(avg(case when facts.is_resolved_without_police then 1 else 0 end), 4)",
-        "facts.neighborhood is not null",
-    )
-    + "order by calls_handled desc nulls last, neighborhoods.neighborhood\n"
-)
-
-RESPONSE_BY_NEIGHBORHOOD_SQL = (
-    _by_neighborhood(
-        "fct_recent_calls_for_service",
-        "responses",
-        "median_minutes",
-        "round((percentile_cont(0.5) within group (order by facts.seconds_received_to_on_scene))"
-        "::numeric / 60, 1)",
-        "facts.responding_unit_type in ('POLICE', 'FIRE')"
-        " and facts.seconds_received_to_on_scene > 0 and facts.priority = 1",
-    )
-    + "order by median_minutes desc nulls last, neighborhoods.neighborhood\n"
-)
-
-CALLS_BY_TYPE_SQL = f"""
-with coverage as materialized (
-    {_WINDOW_COVERAGE.format(fact="fct_recent_calls_for_service")}
-),
-cells as (
-    select
-        calls.call_type,
-        coalesce(calls.call_category, 'Other') as call_category,
-        count(*) as calls,
-        round(avg(case when calls.is_mru_response then 1 else 0 end), 4) as answered_by_mru_share
-    from open.fct_recent_calls_for_service as calls
-    cross join coverage
-    where calls.received_date_local > coverage.last_day - %(window_days)s
-    group by calls.call_type, coalesce(calls.call_category, 'Other')
-)
+CALLS_BY_TYPE_SQL = """
 select
-    cells.call_type,
-    cells.call_category,
-    cells.calls between 1 and %(min_cell_count)s - 1 as suppressed,
-    case when cells.calls >= %(min_cell_count)s then cells.calls end as calls,
-    case when cells.calls >= %(min_cell_count)s then cells.answered_by_mru_share end
-        as answered_by_mru_share,
-    coverage.window_start,
-    coverage.last_day
-from cells
-cross join coverage
-order by cells.calls desc, cells.call_type
+    call_type, call_category, suppressed, calls, answered_by_mru_share, window_start, last_day
+from open.fct_calls_by_call_type
+where call_type_code is not null
+order by calls desc nulls last, call_type
 limit 20
 """
 
@@ -545,15 +476,51 @@ def _daily_span(rows: list[dict]) -> str:
 
 
 def _window_span(rows: list[dict]) -> str:
-    """The days a breakdown covers: the last WINDOW_DAYS, or all there are when fewer."""
+    """The days a breakdown covers: the last window_days(), or all there are when fewer."""
     row = next((row for row in rows if row.get("last_day")), None)
     if row is None:
         return "No data published yet."
     days = (row["last_day"] - row["window_start"]).days + 1
     text = f"The {_plural(days, 'day')} {row['window_start']} to {row['last_day']}"
-    if days < WINDOW_DAYS:
-        text += f": all the data so far, less than {WINDOW_DAYS} days"
+    if days < window_days():
+        text += f": all the data so far, less than {window_days()} days"
     return text + "."
+
+
+# The MRU evaluation (fct_mru_evaluation): the unit's calls against similar police calls, all the
+# unit's call types together, each month; small (suppressed) cells are left out by the mart.
+MRU_EVALUATION_SQL = """
+select
+    month_start, comparison_group, call_count, resolved_without_police_share,
+    repeat_within_30_days_share, repeat_within_30_days_ci_lower, repeat_within_30_days_ci_upper,
+    mean_minutes_on_scene, mean_minutes_on_scene_ci_lower, mean_minutes_on_scene_ci_upper
+from open.fct_mru_evaluation
+where call_type = 'ALL MRU CALL TYPES' and not suppressed
+order by month_start, comparison_group
+"""
+
+
+def _mru_evaluation_chart(rows: list[dict]) -> alt.LayerChart:
+    """Mean time on scene of each group by month, with its 95% interval as a bar through it."""
+    base = alt.Chart(alt.Data(values=rows)).encode(
+        x=alt.X("utcyearmonth(month_start):O", title="Month"),
+        xOffset="comparison_group:N",
+        color=alt.Color("comparison_group:N", title=None, legend=alt.Legend(orient="bottom")),
+    )
+    interval = base.mark_rule().encode(
+        y=alt.Y("mean_minutes_on_scene_ci_lower:Q", title="Mean minutes on scene (95% interval)"),
+        y2="mean_minutes_on_scene_ci_upper:Q",
+    )
+    return alt.layer(
+        interval, base.mark_point(filled=True, size=60).encode(y="mean_minutes_on_scene:Q")
+    )
+
+
+def _months_span(rows: list[dict]) -> str:
+    months = sorted({row["month_start"] for row in rows})
+    if not months:
+        return "No data published yet."
+    return f"Each month from {months[0]:%B %Y} to {months[-1]:%B %Y}, the last perhaps in part."
 
 
 def _period_columns(period: str) -> tuple[Column, ...]:
@@ -669,6 +636,30 @@ PANELS: tuple[Panel, ...] = (
         _bar_by_category("call_type", "calls", "Calls"),
         _window_span,
     ),
+    Panel(
+        "mru_evaluation",
+        "Does the Mediation Response Unit work?",
+        "Mediation Response Unit against police on similar calls",
+        "Calls of the types the unit handles, answered by the unit or by police, compared within "
+        "the same call type, neighborhood, hour band and month. Repeat: another call from the same "
+        "block within 30 days (known once the 30 days have passed). Ranges are 95% confidence "
+        "intervals. This compares, it does not prove cause: the unit chooses the calls it takes.",
+        MRU_EVALUATION_SQL,
+        (
+            Column("month_start", "Month starting", "date"),
+            Column("comparison_group", "Answered by"),
+            Column("call_count", "Calls", "count"),
+            Column("resolved_without_police_share", "Resolved without police", "share"),
+            Column("repeat_within_30_days_share", "Repeat within 30 days", "share"),
+            Column("repeat_within_30_days_ci_lower", "Repeat: 95% low", "share"),
+            Column("repeat_within_30_days_ci_upper", "Repeat: 95% high", "share"),
+            Column("mean_minutes_on_scene", "Mean minutes on scene", "number"),
+            Column("mean_minutes_on_scene_ci_lower", "Minutes: 95% low", "number"),
+            Column("mean_minutes_on_scene_ci_upper", "Minutes: 95% high", "number"),
+        ),
+        _mru_evaluation_chart,
+        _months_span,
+    ),
 )
 
 HEADLINE_COLUMNS = (
@@ -730,7 +721,8 @@ def build(url: str | None = None, site: Path = SITE_DIR) -> Path:
     for panel in PANELS:
         _write_csv(data_dir / f"{panel.slug}.csv", results[panel.slug], panel.columns)
     index = site / "index.html"
-    index.write_text(render(headlines, results, datetime.now(UTC)))
+    about = feedback.page_section(url, SOURCE_NAMES)
+    index.write_text(render(headlines, results, datetime.now(UTC), about))
     log.info("public dashboard written to %s", index)
     return index
 
@@ -808,7 +800,7 @@ def _headline_value(row: dict) -> str:
 
 
 def _headline_label(row: dict) -> str:
-    """The days a headline covers, from its data: the last WINDOW_DAYS, or fewer if that is all."""
+    """The days a headline covers, from its data: the last window_days(), or fewer if that is all."""
     if row["data_as_of"] is None:
         return "no data yet"
     if row["metric_id"] == "service_requests_open_backlog":
@@ -830,7 +822,7 @@ def _table(
         for index, column in enumerate(columns):
             value = row.get(column.key)
             if value is None and row.get(SUPPRESSED) and column.kind != "text":
-                text = '<abbr title="fewer records than can be published">suppressed</abbr>'
+                text = '<abbr title="withheld to protect the people behind few records">suppressed</abbr>'
             else:
                 text = html.escape(_display(value, column.kind))
             tag = "th" if index == 0 else "td"
@@ -894,7 +886,12 @@ def _card(row: dict) -> str:
     )
 
 
-def render(headlines: list[dict], results: dict[str, list[dict]], generated_at: datetime) -> str:
+def render(
+    headlines: list[dict],
+    results: dict[str, list[dict]],
+    generated_at: datetime,
+    about_the_data: str = "",
+) -> str:
     as_of = max((row["data_as_of"] for row in headlines if row["data_as_of"]), default=None)
     cards = "".join(_card(row) for row in headlines)
     headline_table = _table(
@@ -969,9 +966,11 @@ th,td{{padding:.2rem .3rem}}
 <p><a class="csv" href="data/headlines.csv" download>Download the headline numbers (CSV)</a></p>
 </section>
 {body}
+{about_the_data}
+{_privacy_section(delay_hours)}
 </main>
 <footer><p class="note">Neighborhood and call-type figures from 1 to {min_cell_count() - 1} records
-are suppressed to protect the people behind them. 911 calls and Mediation Response Unit cases are
+are suppressed to protect the people behind them (<a href="#privacy">how we protect privacy</a>). 911 calls and Mediation Response Unit cases are
 published {delay_hours} hours after they come in, so their figures end before the others'. A week
 or month the data covers only in part is left out of its chart and kept in its table.</p></footer>
 <script>
@@ -984,6 +983,39 @@ for (const [slug, spec] of Object.entries(specs)) {{
 </body>
 </html>
 """
+
+
+_LOCATION_PUBLISHED = {
+    "none": "no location",
+    "neighborhood": "neighborhood only",
+    "block": "block",
+}
+
+
+def _privacy_section(delay_hours: int) -> str:
+    """How the open data protects the people in it (docs/privacy.md says it in full)."""
+    policy = "".join(
+        f"<tr><td>{html.escape(row['call_type'].capitalize())}</td>"
+        f"<td>{html.escape(_LOCATION_PUBLISHED[row['location_level']])}</td>"
+        f"<td>by {html.escape(row['time_grain'])}</td>"
+        f'<td class="num">{int(row["publication_delay_hours"])} hours</td></tr>'
+        for row in sensitive_call_types()
+    )
+    smallest = min_cell_count()
+    return f"""<section id="privacy"><h2>How we protect privacy</h2>
+<p>The open data has no names, phone numbers or narratives. Addresses are cut to the block
+(1234 Main St becomes 12XX Main St) and map points are rounded to about 100 metres. 911 calls and
+Mediation Response Unit cases are published {delay_hours} hours after they come in.</p>
+<p>Calls that could point at a victim, a patient or a child are published with less detail:</p>
+<div class="table-wrap"><table><caption>Sensitive 911 call types</caption>
+<thead><tr><th scope="col">Call type</th><th scope="col">Location published</th>
+<th scope="col">Time published</th><th scope="col">Published after</th></tr></thead>
+<tbody>{policy}</tbody></table></div>
+<p>A neighborhood figure from 1 to {smallest - 1} records is suppressed, and so is a share whose
+count is that small. Where a day has only one suppressed neighborhood, a second one is suppressed
+beside it, so the city's total less the other neighborhoods cannot give it back. Records behind a
+suppressed figure are published without their location, so counting them cannot either; the city's
+totals still count them.</p></section>"""
 
 
 def _kind_of(row: dict) -> str:

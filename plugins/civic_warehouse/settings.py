@@ -12,7 +12,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAGS_DIR = PROJECT_ROOT / "dags"
 PLUGINS_DIR = PROJECT_ROOT / "plugins"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+# The GX project (suites, checkpoints; results and Data Docs under uncommitted/).
+EXPECTATIONS_DIR = Path(os.environ.get("CW_EXPECTATIONS_DIR") or PROJECT_ROOT / "expectations")
 SOURCES_DIR = PROJECT_ROOT / "sources"
 # Generated output: the docs site, the public page, the dbt manifest the DAGs render, caches.
 BUILD_DIR = Path(os.environ.get("CW_BUILD_DIR") or PROJECT_ROOT / "build")
@@ -55,12 +56,9 @@ def airflow_home() -> Path:
 
 
 # Cosmos settings for the transform DAG: no usage telemetry (an HTTP call to Astronomer after every
-# task), and the watcher producer keeps dbt's node statuses in memory instead of rewriting an Airflow
-# Variable with all of them after each node (a failed build still saves them for its retry; a
-# killed one leaves the model tasks to rerun their own models).
+# task).
 COSMOS_AIRFLOW_CONFIG = {
     "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-    "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
 }
 
 

@@ -46,6 +46,7 @@ REQUIRED_MARTS = (
     "fct_kpi_equity",
     "fct_calls_for_service",
     "fct_recent_calls_for_service",
+    "fct_mru_evaluation",
 )
 SECRET_VARIABLES = ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "BI_READER_PASSWORD")
 STARTUP_TIMEOUT = 180.0

@@ -177,9 +177,13 @@ def _split_vars(args: list[str]) -> tuple[list[str], dict[str, Any]]:
 
 
 def target_dir() -> Path:
-    """dbt's target directory: DBT_TARGET_PATH when set (parallel runs), else dbt_project/target."""
-    configured = os.environ.get("DBT_TARGET_PATH")
-    return Path(configured) if configured else settings.DBT_PROJECT_DIR / "target"
+    """dbt's target directory: DBT_TARGET_PATH when set (parallel runs), else dbt_project/target.
+
+    A relative DBT_TARGET_PATH is relative to the dbt project, as dbt reads it (Cosmos' dbt tasks
+    set one), not to this process's working directory.
+    """
+    configured = Path(os.environ.get("DBT_TARGET_PATH") or "target")
+    return configured if configured.is_absolute() else settings.DBT_PROJECT_DIR / configured
 
 
 def _run_results(command: str) -> list[dict]:

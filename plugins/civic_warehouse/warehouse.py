@@ -175,8 +175,9 @@ class EmbeddedWarehouse:
         self.root.mkdir(parents=True, exist_ok=True)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
-        # pgserver's own start listens on a unix socket only; start it on TCP instead.
-        from pgserver._commands import pg_ctl
+        # pgserver's own start (get_server) listens on a unix socket only; its documented wrapper
+        # of the wheel's pg_ctl starts it on TCP instead.
+        from pgserver import pg_ctl
 
         log.info("starting embedded PostgreSQL on 127.0.0.1:%s (%s)", self.port, self.pgdata)
         try:
@@ -232,7 +233,7 @@ class EmbeddedWarehouse:
     def stop(self) -> None:
         if not (self.pgdata / "postmaster.pid").exists():
             return
-        from pgserver._commands import pg_ctl
+        from pgserver import pg_ctl
 
         pg_ctl(
             ["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._system_user(), timeout=60
@@ -251,6 +252,13 @@ class EmbeddedWarehouse:
         # unprivileged system user); let it do that, then stop its socket-only server.
         import pgserver
 
+        if self._system_user():
+            # As root, pgserver creates its user with useradd, which lives in sbin: a shell started
+            # with a minimal PATH (cron, env -i, some CI runners) lacks it.
+            path = os.environ.get("PATH", "").split(os.pathsep)
+            os.environ["PATH"] = os.pathsep.join(
+                [*path, *(d for d in ("/usr/sbin", "/sbin") if d not in path)]
+            )
         server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         server.cleanup()
 

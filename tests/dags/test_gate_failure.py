@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from helpers import table_fingerprint
 
+from city_simulator.calls import CALLS_DATASET_ID
 from civic_warehouse import pipeline
 from civic_warehouse.catalog import get_source
-from civic_warehouse.simulator.calls import CALLS_DATASET_ID
 
 pytestmark = pytest.mark.integration
 

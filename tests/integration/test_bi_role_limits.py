@@ -1,4 +1,7 @@
-"""bi_reader cannot lift its own limits: each attempt, over a real connection, is refused or undone."""
+"""bi_reader cannot lift its own limits: each attempt, over a real connection, is refused or undone.
+
+The statements are shared with the fault and security suite's report (``attack_scenarios``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from attack_scenarios import BI_SETTINGS, BI_WRITES, OTHER_DATABASES, lifted, wait_for
 from test_publish import UNGATED, stage_candidate
 
 from civic_warehouse import access, publish, warehouse
@@ -35,23 +39,6 @@ def bi(clean_warehouse):
         access.ensure_bi_role(conn, password=PASSWORD)  # back to the default limit
 
 
-def lifted(url: str) -> psycopg.Connection:
-    """A bi_reader session that has lifted every limit a session can lift."""
-    conn = psycopg.connect(url, autocommit=True)
-    conn.execute("set default_transaction_read_only = off")
-    conn.execute("set statement_timeout = 0")
-    return conn
-
-
-def wait_for(check, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_lifted_statement_timeout_is_cancelled_at_the_limit(bi):
     url, guard = bi
     with psycopg.connect(url, autocommit=True) as conn:
@@ -73,16 +60,7 @@ def test_a_transaction_left_open_past_the_limit_is_ended(bi):
             conn.execute("select 1")
 
 
-@pytest.mark.parametrize(
-    "attack",
-    [
-        "alter role bi_reader set statement_timeout = 0",
-        "alter role bi_reader set default_transaction_read_only = off",
-        "alter role bi_reader reset all",
-        "alter role bi_reader in database {database} set statement_timeout = 0",
-        "alter role bi_reader in database {database} set default_transaction_read_only = off",
-    ],
-)
+@pytest.mark.parametrize("attack", BI_SETTINGS)
 def test_settings_the_role_gives_itself_are_undone(bi, attack):
     url, _ = bi
     database = warehouse.ConnectionParts.from_url(url).dbname
@@ -117,30 +95,14 @@ def test_temp_file_limit_is_fixed_by_the_owner(bi, clean_warehouse):
         assert conn.execute("show temp_file_limit").fetchone()[0] == access.TEMP_FILE_LIMIT
 
 
-@pytest.mark.parametrize(
-    "attack",
-    [
-        "create temporary table mine (x int)",
-        "create table public.mine (x int)",
-        "create table open.mine (x int)",
-        "create schema mine",
-        "create function pg_temp.mine() returns int language sql as 'select 1'",
-        "create function public.mine() returns int language sql as 'select 1'",
-        "create function open.mine() returns int language sql as 'select 1'",
-        "select lo_create(0)",
-        "select lo_creat(-1)",
-        "select lo_from_bytea(0, 'x')",
-        "select lo_import('/etc/hostname')",
-        "insert into open.fct_example select * from open.fct_example",
-    ],
-)
+@pytest.mark.parametrize("attack", BI_WRITES)
 def test_lifting_read_only_writes_nothing(bi, attack):
     url, _ = bi
     with lifted(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute(attack)
 
 
-@pytest.mark.parametrize("database", ["postgres", "template1"])
+@pytest.mark.parametrize("database", OTHER_DATABASES)
 def test_bi_reader_cannot_connect_to_other_databases(bi, database):
     url, _ = bi
     other = warehouse.ConnectionParts.from_url(url).url(database)

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import requests
 
+from city_simulator.calls import calls_between
 from civic_warehouse import warehouse
 from civic_warehouse.cluster import broker, processes
 from civic_warehouse.cluster.deployment import (
@@ -28,7 +29,6 @@ from civic_warehouse.cluster.deployment import (
     pipeline_stages,
     run_pipeline,
 )
-from civic_warehouse.simulator.calls import calls_between
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta
 import psycopg
 import pytest
 
+from city_simulator.calls import calls_between
 from civic_warehouse import pipeline
 from civic_warehouse.catalog import get_source
-from civic_warehouse.simulator.calls import calls_between
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def test_rerunning_a_day_changes_nothing(clean_warehouse, simulator):
 
 
 def test_a_reconcile_reads_the_whole_dataset(clean_warehouse, monkeypatch):
-    from civic_warehouse.simulator.server import SimulatorServer
+    from city_simulator.server import SimulatorServer
 
     source = get_source("calls_for_service")
     # A small city system of two days, read in full.

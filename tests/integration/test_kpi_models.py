@@ -14,19 +14,18 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 import pytest
-from helpers import extract_city_window
 from psycopg.rows import dict_row
 
+from city_simulator.calls import CALLS_DATASET_ID
+from city_simulator.crashes import CRASHES_DATASET_ID
+from city_simulator.mru_cases import MRU_DATASET_ID
+from city_simulator.permits import PERMITS_RESOURCE_ID
+from city_simulator.service_requests import service_requests_between
 from civic_warehouse import transform
-from civic_warehouse.simulator.calls import CALLS_DATASET_ID
-from civic_warehouse.simulator.crashes import CRASHES_DATASET_ID
-from civic_warehouse.simulator.mru_cases import MRU_DATASET_ID
-from civic_warehouse.simulator.permits import PERMITS_RESOURCE_ID
-from civic_warehouse.simulator.service_requests import service_requests_between
 
 pytestmark = pytest.mark.integration
 
-START, END = "2026-08-01", "2026-08-15"  # local dates, end exclusive
+# The built_fortnight fixture's window, as naive local date-times.
 NAIVE_START, NAIVE_END = dt.datetime(2026, 8, 1), dt.datetime(2026, 8, 15)
 RESOLVED_WITHOUT_POLICE = {"RESOLVED_WITHOUT_POLICE", "REFERRED_TO_SERVICES"}
 # Counts whose every record names a neighborhood (311 requests without coordinates have none).
@@ -41,11 +40,8 @@ COMPILED_DAILY = "compiled/civic_warehouse/models/marts/performance/fct_kpi_dail
 
 
 @pytest.fixture(scope="module")
-def warehouse(clean_warehouse_module: str, simulator) -> str:
-    url = clean_warehouse_module
-    extract_city_window(url, simulator, START, END)
-    transform.run_dbt(["build", "--exclude", "tag:stewardship"], url)
-    return url
+def warehouse(built_fortnight: str) -> str:
+    return built_fortnight
 
 
 def rows(url: str, query: str, params: list | None = None) -> list[dict]:

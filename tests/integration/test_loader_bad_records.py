@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
+from attack_scenarios import served_page as served
 from fake_http import listening
 
 from civic_warehouse import loader
@@ -43,11 +44,6 @@ def call(number: object, updated: object = "2026-05-01T12:00:00.000Z", **fields)
 
 def text(record: dict) -> bytes:
     return json.dumps(record).encode()
-
-
-def served(*elements: bytes, number: int = 1) -> Page:
-    """A page exactly as a server sent it: the elements' bytes, one array."""
-    return Page(number, f"u{number}", JsonArray(b"[" + b",\n".join(elements) + b"]", len(elements)))
 
 
 @pytest.fixture

@@ -162,9 +162,10 @@ def test_a_role_that_may_not_create_schemas_loads_in_the_transaction_alone(
         )
     )
     conn.execute(sql.SQL("create schema raw authorization {}").format(sql.Identifier(role)))
-    # Loading writes temporary tables; TEMP is no longer every role's (the BI role must not have it).
+    # Loading writes temporary tables. TEMP, and CONNECT once the BI role was restricted from
+    # another database, are no longer every role's (the BI role must not have them).
     conn.execute(
-        sql.SQL("grant temporary on database {} to {}").format(
+        sql.SQL("grant connect, temporary on database {} to {}").format(
             sql.Identifier(conn.info.dbname), sql.Identifier(role)
         )
     )
@@ -185,7 +186,7 @@ def test_a_role_that_may_not_create_schemas_loads_in_the_transaction_alone(
     finally:
         conn.execute("drop schema raw cascade")
         conn.execute(
-            sql.SQL("revoke temporary on database {} from {}").format(
+            sql.SQL("revoke connect, temporary on database {} from {}").format(
                 sql.Identifier(conn.info.dbname), sql.Identifier(role)
             )
         )

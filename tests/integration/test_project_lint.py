@@ -99,7 +99,8 @@ def test_dbt_score_rules_fail_a_project_that_breaks_the_structure_guide(warehous
 
 
 # The project's macros that carry a rule (time zones and DST, intervals, small-cell suppression,
-# KABCO, block generalization, the publication delay): a model applying one proves it in a unit test.
+# KABCO, block generalization, the publication delay, confidence intervals, the disclosure policy,
+# complementary suppression, withheld locations): a model applying one proves it in a unit test.
 RULE_MACROS = {
     "floating_to_utc",
     "seconds_between",
@@ -107,6 +108,14 @@ RULE_MACROS = {
     "kabco_most_severe",
     "generalize_to_block",
     "publication_cutoff",
+    "is_publishable_call",
+    "wilson_bound",
+    "normal_mean_bound",
+    "location_per_policy",
+    "time_per_policy",
+    "complementary_suppression",
+    "withhold_location",
+    "suppress_parts_of_a_total",
 }
 
 

@@ -10,15 +10,13 @@ from fractions import Fraction
 import psycopg
 import pytest
 
-from civic_warehouse import catalog, pipeline, transform
-from civic_warehouse.simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, NEIGHBORHOODS
+from city_simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, NEIGHBORHOODS
 
 pytestmark = pytest.mark.integration
 
-START, END = "2026-08-01", "2026-08-15"  # local dates, end exclusive
+# The built_fortnight fixture's window, as naive local date-times.
 NAIVE_START, NAIVE_END = datetime(2026, 8, 1), datetime(2026, 8, 15)
 CRASHES_DATASET, MRU_DATASET = "tc26-kabc", "mru5-case"
-MARTS = ["+fct_traffic_crashes", "+fct_mru_responses", "+dim_neighborhood", "+dim_date"]
 RESOLVED_WITHOUT_POLICE = {"RESOLVED_WITHOUT_POLICE", "REFERRED_TO_SERVICES"}
 
 # The days federal offices closed in 2026, as OPM lists them (4 July fell on a Saturday).
@@ -38,17 +36,10 @@ OBSERVED_FEDERAL_HOLIDAYS_2026 = {
 
 
 @pytest.fixture(scope="module")
-def warehouse(clean_warehouse_module: str, simulator) -> str:
-    """The fortnight's calls, MRU cases and crashes and the neighborhood layer, built into marts."""
-    simulator.inject.clear()
-    simulator.faults.clear()
-    for name in ("calls_for_service", "mru_cases", "traffic_crashes"):
-        source = catalog.get_source(name)
-        pipeline.extract(name, pipeline.query_for_run(source, None, None, START, END))
-    neighborhoods = catalog.get_source("neighborhoods")
-    pipeline.extract(neighborhoods.name, pipeline.query_for_run(neighborhoods, None, None))
-    transform.run_dbt(["build", "--select", *MARTS, "--exclude", "tag:kpi"])
-    return clean_warehouse_module
+def warehouse(built_fortnight: str) -> str:
+    """The fortnight's sources and the neighborhood layer, built into marts. Every source: the facts
+    withhold the locations of records in suppressed KPI cells, and the KPIs read them all."""
+    return built_fortnight
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +117,20 @@ def test_mru_share_resolved_without_police_equals_the_citys(warehouse, mru_truth
 
 
 def test_every_mru_case_carries_its_calls_time_and_neighborhood(warehouse):
-    [(without_call,)] = fetch(
+    # A case whose CAD event counts in a suppressed neighborhood KPI cell is published without its
+    # neighborhood (docs/privacy.md); every other case has its call's.
+    [(without_time, without_neighborhood, withheld)] = fetch(
         warehouse,
-        "select count(*) from candidate.fct_mru_responses "
-        "where received_at_utc is null or neighborhood is null",
+        "select count(*) filter (where received_at_utc is null), "
+        "count(*) filter (where neighborhood is null and withheld.record_id is null), "
+        "count(*) filter (where withheld.record_id is not null) "
+        "from candidate.fct_mru_responses as cases "
+        "left join candidate.fct_kpi_withheld_records as withheld "
+        "on withheld.record_source = 'cad_event' and withheld.record_id = cases.event_number",
     )
 
-    assert without_call == 0
+    assert (without_time, without_neighborhood) == (0, 0)
+    assert withheld > 0
 
 
 def test_every_city_neighborhood_is_on_the_map_with_a_centroid_inside_the_city(warehouse):

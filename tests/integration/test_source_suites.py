@@ -7,9 +7,9 @@ import datetime as dt
 import psycopg
 import pytest
 
+from city_simulator.calls import CALLS_DATASET_ID
 from civic_warehouse import pipeline, quality
 from civic_warehouse.catalog import get_source
-from civic_warehouse.simulator.calls import CALLS_DATASET_ID
 
 pytestmark = pytest.mark.integration
 

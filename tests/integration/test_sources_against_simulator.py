@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from city_simulator.service_requests import service_requests_between
 from civic_warehouse import catalog, pipeline
-from civic_warehouse.simulator.service_requests import service_requests_between
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_ckan_permits_land_their_ground_truth(clean_warehouse, simulator):
 
 
 def test_arcgis_neighborhoods_are_read_whole(clean_warehouse, simulator):
-    from civic_warehouse.simulator.city import NEIGHBORHOODS
+    from city_simulator.city import NEIGHBORHOODS
 
     source = catalog.get_source("neighborhoods")
     result = pipeline.extract(source.name, pipeline.query_for_run(source, None, None))

@@ -18,15 +18,14 @@ import psycopg
 import pytest
 import yaml
 from browser import chromium, save_screenshot, wait_for  # noqa: F401 (fixture)
-from helpers import publish_city_window
+from helpers import UNGATED_FIXTURE
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from civic_warehouse import access, superset, warehouse
+from civic_warehouse import access, pipeline, superset, warehouse
 
 pytestmark = pytest.mark.integration
 
-START, END = "2026-08-01", "2026-08-15"  # local dates, end exclusive
 SCREENSHOT = "superset-city-performance"
 CHART_NAMES = sorted(
     yaml.safe_load(path.read_text())["slice_name"]
@@ -64,8 +63,9 @@ def test_provisioning_refuses_a_warehouse_with_nothing_published(clean_warehouse
 
 
 @pytest.fixture(scope="module")
-def published(clean_warehouse_module: str, simulator) -> str:
-    return publish_city_window(clean_warehouse_module, simulator, START, END)
+def published(built_fortnight: str) -> str:
+    pipeline.publish(built_fortnight, force_reason=UNGATED_FIXTURE)
+    return built_fortnight
 
 
 @pytest.fixture(scope="module")

@@ -8,68 +8,31 @@ within the budget is waited out.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from fake_http import listening
+from attack_scenarios import (
+    Answer,
+    Script,
+    arcgis_layer_ignoring_result_offset,
+    call,
+    ok,
+    permit,
+    scripted_server,
+)
 
 from civic_warehouse.catalog import get_source
 from civic_warehouse.connectors import Query, connector_for
 from civic_warehouse.connectors.http import HttpClient, SourceError
 
-# (status, headers, body, seconds between the body's bytes: 0 sends it at once)
-Answer = tuple[int, dict[str, str], bytes, float]
-
-
-class Script:
-    """What the server answers: ``answer(path, params) -> Answer``; every request is kept."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.answer: Callable[[str, dict[str, str]], Answer] = lambda p, q: (404, {}, b"{}", 0)
-
 
 @pytest.fixture(scope="module")
 def listener() -> Iterator[tuple[str, dict[str, Script]]]:
-    current: dict[str, Script] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            script = current["script"]
-            parts = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-            script.requests.append((parts.path, params))
-            status, headers, body, trickle = script.answer(parts.path, params)
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            try:
-                if not trickle:
-                    self.wfile.write(body)
-                    return
-                for byte in body:
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                    time.sleep(trickle)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client gave up on the body, as it should
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    with listening(Handler) as url:
-        yield url, current
+    with scripted_server() as served:
+        yield served
 
 
 @pytest.fixture
@@ -80,18 +43,10 @@ def server(listener) -> Script:
     return script
 
 
-def ok(body: Any, trickle: float = 0.0) -> Answer:
-    return 200, {}, json.dumps(body).encode(), trickle
-
-
 def socrata(server: Script, page_size: int = 3):
     return dataclasses.replace(
         get_source("calls_for_service"), base_url=server.url, page_size=page_size
     )
-
-
-def call(n: int) -> dict[str, str]:
-    return {"event_number": f"E{n}", "time_received": "2026-03-02T10:00:00.000", ":id": f"row-{n}"}
 
 
 def client(name: str, **kwargs: Any) -> HttpClient:
@@ -155,10 +110,6 @@ def ckan(server: Script):
     return dataclasses.replace(get_source("building_permits"), base_url=server.url, page_size=3)
 
 
-def permit(n: int) -> dict[str, Any]:
-    return {"_id": n, "permit_number": f"P{n}", "applied_date": "2026-03-02T10:00:00"}
-
-
 def ckan_answer(total: int, records: Callable[[int], list[dict]]) -> Callable[..., Answer]:
     def answer(path: str, params: dict[str, str]) -> Answer:
         offset = int(params.get("offset", 0))
@@ -181,20 +132,7 @@ def test_a_ckan_server_that_serves_more_than_its_total_is_stopped(server):
 
 
 def test_an_arcgis_layer_that_ignores_result_offset_stops_at_the_repeated_page(server):
-    metadata = {
-        "objectIdField": "OBJECTID",
-        "maxRecordCount": 2,
-        "advancedQueryCapabilities": {"supportsPagination": True},
-        "fields": [{"name": "OBJECTID", "type": "esriFieldTypeOID"}, {"name": "NAME"}],
-    }
-    features = [{"attributes": {"OBJECTID": i, "NAME": f"N{i}"}} for i in (1, 2)]
-
-    def answer(path: str, params: dict[str, str]) -> Answer:
-        if path.endswith("/query"):
-            return ok({"features": features, "exceededTransferLimit": True})
-        return ok(metadata)
-
-    server.answer = answer
+    server.answer = arcgis_layer_ignoring_result_offset
     source = dataclasses.replace(
         get_source("neighborhoods"),
         base_url=server.url,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from attack_scenarios import ARCGIS, CATALOG_ATTACKS, CKAN, OPEN311, VALID_SOURCE, write_source
 from pydantic import ValidationError
 
 from civic_warehouse import cli, pipeline, settings
@@ -25,47 +26,9 @@ from civic_warehouse.catalog import (
 from civic_warehouse.connectors import Query, Window, connector_for
 from civic_warehouse.connectors.http import HttpClient
 
-VALID = {
-    "name": "calls",
-    "description": "calls for service",
-    "owner": "Emergency Communications",
-    "protocol": "socrata",
-    "base_url": "${CITY_TEST_URL:-http://127.0.0.1:8780}",
-    "dataset": "abcd-1234",
-    "business_key": ["event_number"],
-    "event_time_field": "time_received",
-    "timezone": "America/New_York",
-    "raw_table": "calls",
-}
-ARCGIS = {
-    "protocol": "arcgis",
-    "base_url": "https://maps.example.gov/arcgis/rest/services",
-    "dataset": "PublicWorks/ServiceRequests/MapServer/0",
-    "business_key": ["SERVNO"],
-    "event_time_field": "ADDDTTM",
-}
-OPEN311 = {
-    "protocol": "open311",
-    "base_url": "https://311.example.gov/open311/v2",
-    "dataset": "requests",
-    "business_key": ["service_request_id"],
-    "event_time_field": "requested_datetime",
-}
-CKAN = {
-    "protocol": "ckan",
-    "base_url": "https://data.example.gov",
-    "dataset": "01eb7c51-8e12-5f19-856e-271c385758f9",
-    "business_key": ["permit_number"],
-    "event_time_field": "applied_date",
-}
-
 
 def write(tmp_path: Path, **changes) -> Path:
-    document = {**VALID, **changes}
-    document = {k: v for k, v in document.items() if v is not None}
-    path = tmp_path / f"{document.get('name', 'calls')}.yml"
-    path.write_text(yaml.safe_dump(document))
-    return path
+    return write_source(tmp_path, **changes)
 
 
 def refused(path: Path) -> str:
@@ -155,98 +118,10 @@ def test_mistakes_name_the_file_and_field(tmp_path, changes, message):
     assert message in refused(write(tmp_path, **changes))
 
 
-# Each: the changes to a valid socrata file, and the field the error must name.
-ATTACKS = {
-    # SoQL smuggled through field names into $where / $order / SELECT
-    "soql in event_time_field": (
-        {"event_time_field": "time_received > '0' OR 1=1 --"},
-        "event_time_field",
-    ),
-    "soql order injection": ({"event_time_field": "time_received, :id"}, "event_time_field"),
-    "soql in updated_field": ({"updated_field": ":updated_at) OR (1=1"}, "updated_field"),
-    "unknown system field": ({"updated_field": ":deleted"}, "updated_field"),
-    "uppercase socrata field": ({"event_time_field": "Time_Received"}, "event_time_field"),
-    "soql in business_key": ({"business_key": ["event_number", "x) OR (1=1"]}, "business_key"),
-    "ckan sort injection": ({**CKAN, "business_key": ["permit_number desc, x"]}, "business_key"),
-    "socrata system field on ckan": ({**CKAN, "updated_field": ":updated_at"}, "updated_field"),
-    "arcgis where injection": (
-        {**ARCGIS, "event_time_field": "ADDDTTM > 0 OR 1=1"},
-        "event_time_field",
-    ),
-    # query parameters and paths through dataset
-    "socrata dataset with query": ({"dataset": "x.json?$where=1=1&x="}, "dataset"),
-    "socrata dataset with traversal": ({"dataset": "../../etc/passwd"}, "dataset"),
-    "socrata dataset too long": ({"dataset": "abcd-12345"}, "dataset"),
-    "arcgis traversal": ({**ARCGIS, "dataset": "../../etc/passwd"}, "dataset"),
-    "arcgis dot segments": ({**ARCGIS, "dataset": "a/../b/FeatureServer/0"}, "dataset"),
-    "arcgis query": ({**ARCGIS, "dataset": "P/N/FeatureServer/0?where=1=1"}, "dataset"),
-    "arcgis fragment": ({**ARCGIS, "dataset": "P/N/FeatureServer/0#x"}, "dataset"),
-    "arcgis percent": ({**ARCGIS, "dataset": "P/%2e%2e/FeatureServer/0"}, "dataset"),
-    "arcgis wrong server": ({**ARCGIS, "dataset": "P/N/GPServer/0"}, "dataset"),
-    "open311 query": ({**OPEN311, "dataset": "requests.json?jurisdiction_id=x&"}, "dataset"),
-    "open311 traversal": ({**OPEN311, "dataset": "../requests"}, "dataset"),
-    "ckan parameters": ({**CKAN, "dataset": "x&sql=select"}, "dataset"),
-    # base_url: only plain http(s)
-    "file url": ({"base_url": "file:///etc/passwd"}, "base_url"),
-    "ftp url": ({"base_url": "ftp://data.example.gov"}, "base_url"),
-    "gopher url": ({"base_url": "gopher://data.example.gov"}, "base_url"),
-    "scheme-less host": ({"base_url": "data.example.gov"}, "base_url"),
-    "scheme-less host and port": ({"base_url": "127.0.0.1:8780"}, "base_url"),
-    "single slash": ({"base_url": "http:/data.example.gov"}, "base_url"),
-    "credentials": ({"base_url": "https://user:pw@data.example.gov"}, "base_url"),
-    "query string": ({"base_url": "https://data.example.gov/?$where=1=1"}, "base_url"),
-    "fragment": ({"base_url": "https://data.example.gov/#x"}, "base_url"),
-    "path traversal": ({"base_url": "https://data.example.gov/../../etc"}, "base_url"),
-    "encoded path": ({"base_url": "https://data.example.gov/%2e%2e/x"}, "base_url"),
-    "bad port": ({"base_url": "https://data.example.gov:99999"}, "base_url"),
-    "no host": ({"base_url": "https:///resource"}, "base_url"),
-    "spaces": ({"base_url": "https://data.example.gov/a b"}, "base_url"),
-    # variables: only CITY_<SYSTEM>_URL, only at the start, default itself a URL
-    "any variable": ({"base_url": "${HOME}"}, "base_url"),
-    "secret url variable": ({"base_url": "${WAREHOUSE_URL}"}, "base_url"),
-    "variable in path": ({"base_url": "https://evil.example/${AWS_SECRET_ACCESS_KEY}"}, "base_url"),
-    "allowed variable in path": (
-        {"base_url": "https://evil.example/${CITY_SIMULATOR_URL}"},
-        "base_url",
-    ),
-    "two variables": ({"base_url": "${CITY_SIMULATOR_URL}${CITY_OTHER_URL}"}, "base_url"),
-    "query after variable": ({"base_url": "${CITY_SIMULATOR_URL}?x=1"}, "base_url"),
-    "traversal after variable": ({"base_url": "${CITY_SIMULATOR_URL}/../x"}, "base_url"),
-    "file default": ({"base_url": "${CITY_SIMULATOR_URL:-file:///etc/passwd}"}, "base_url"),
-    "scheme-less default": ({"base_url": "${CITY_SIMULATOR_URL:-127.0.0.1:8780}"}, "base_url"),
-    "empty default": ({"base_url": "${CITY_SIMULATOR_URL:-}"}, "base_url"),
-    "lowercase variable": ({"base_url": "${city_simulator_url}"}, "base_url"),
-    "bare dollar": ({"base_url": "$CITY_SIMULATOR_URL"}, "base_url"),
-    # tokens: only Socrata token names, only on socrata sources
-    "token from url variable": ({"app_token_env": "WAREHOUSE_URL"}, "app_token_env"),
-    "token from cloud secret": ({"app_token_env": "AWS_SECRET_ACCESS_KEY"}, "app_token_env"),
-    "token from other app": ({"app_token_env": "SLACK_APP_TOKEN"}, "app_token_env"),
-    "token on ckan": ({**CKAN, "app_token_env": "SOCRATA_APP_TOKEN"}, "app_token_env"),
-    # identifiers, bounds, schedules, durations, zones
-    "raw_table injection": ({"raw_table": "calls; drop table x"}, "raw_table"),
-    "raw_table too long": ({"raw_table": "c" * 64}, "raw_table"),
-    "page_size zero": ({"page_size": 0}, "page_size"),
-    "page_size huge": ({"page_size": 50_001}, "page_size"),
-    "page_size boolean": ({"page_size": True}, "page_size"),
-    "open311 page_size": ({**OPEN311, "page_size": 1001}, "page_size"),
-    "schedule words": ({"schedule": "every day"}, "schedule"),
-    "schedule out of range": ({"schedule": "61 * * * *"}, "schedule"),
-    "schedule with seconds": ({"schedule": "0 0 0 * * *"}, "schedule"),
-    "schedule once": ({"schedule": "@once"}, "schedule"),
-    "lookback words": ({"updated_field": ":updated_at", "lookback": "forever"}, "lookback"),
-    "lookback overflow": ({"updated_field": ":updated_at", "lookback": "99999999999d"}, "lookback"),
-    "lookback beyond a year": ({"updated_field": ":updated_at", "lookback": "400d"}, "lookback"),
-    "lookback without updated_field": ({"lookback": "2d"}, "lookback"),
-    "timezone path": ({"timezone": "../../etc/passwd"}, "timezone"),
-    "api_version 4": ({"api_version": 4}, "api_version"),
-    "api_version on arcgis": ({**ARCGIS, "api_version": 3}, "api_version"),
-    "control characters": ({"owner": "Ops\x1b[31m"}, "owner"),
-    "empty description": ({"description": "  "}, "description"),
-    "number as text": ({"dataset": 1234}, "dataset"),
-}
-
-
-@pytest.mark.parametrize(("changes", "field"), list(ATTACKS.values()), ids=list(ATTACKS))
+# The attacks are shared with the fault and security suite's report (bench/attacks.py).
+@pytest.mark.parametrize(
+    ("changes", "field"), list(CATALOG_ATTACKS.values()), ids=list(CATALOG_ATTACKS)
+)
 def test_attacks_are_refused_naming_file_and_field(tmp_path, changes, field):
     message = refused(write(tmp_path, **changes))
     assert f"field {field!r}: expected " in message
@@ -266,7 +141,7 @@ def test_a_field_given_twice_is_refused(tmp_path):
 
 def test_name_must_match_file_name(tmp_path):
     path = tmp_path / "other.yml"
-    path.write_text(yaml.safe_dump(VALID))
+    path.write_text(yaml.safe_dump(VALID_SOURCE))
     assert "field 'name': expected the file's name 'other'" in refused(path)
 
 

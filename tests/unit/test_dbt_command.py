@@ -1,5 +1,5 @@
-"""The pipeline's dbt processes: dbt's command line, its exit status, the collector set back, the
-compiled templates kept for the next process."""
+"""The pipeline's dbt processes: dbt's command line, its exit status, the collector set back, dbt's
+log file."""
 
 from __future__ import annotations
 
@@ -62,17 +62,3 @@ def test_dbts_log_file_is_off_unless_the_environment_asks_for_it(tmp_path, monke
 
     monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
     assert _dbt_deps_log_files(tmp_path, "asked") == ["dbt.log"]
-
-
-def test_a_dbt_process_leaves_its_compiled_templates_to_the_next(tmp_path, monkeypatch):
-    from civic_warehouse import dbt_templates
-
-    cache = tmp_path / "templates"
-    monkeypatch.setenv(dbt_templates.CACHE_DIR_ENV, str(cache))
-    _dbt_deps_log_files(tmp_path, "first")
-    written = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.code")}
-    _dbt_deps_log_files(tmp_path, "second")
-
-    assert len(written) > 10  # dbt renders its project's settings and its own
-    # The second process compiled nothing new and rewrote nothing: it read them back.
-    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.code")} == written

@@ -81,8 +81,8 @@ def test_the_page_loads_nothing_from_elsewhere_and_data_cannot_end_its_script():
 
 
 def test_the_pages_window_fits_in_the_recent_calls_mart():
-    # The page's calls figures read fct_recent_calls_for_service: a longer window would be cut short.
-    assert int(public_dashboard.dbt_var("recent_calls_days")) >= public_dashboard.WINDOW_DAYS
+    # The page's breakdown marts read fct_recent_calls_for_service: a longer window would be cut short.
+    assert int(public_dashboard.dbt_var("recent_calls_days")) >= public_dashboard.window_days()
 
 
 def week(start: str, days: int, value: int) -> dict:
@@ -134,13 +134,35 @@ def test_headlines_say_their_days_and_why_they_end_there():
 
 
 def test_the_sources_said_to_wait_are_those_whose_marts_wait():
-    # The marts that apply the publication delay, and the sources they are built from.
+    # The models that apply the publication delay (the calls through the is_publishable_call
+    # macro, which the published_calls macro the calls fact publishes and the calls the MRU
+    # evaluation stratifies apply), and the sources they are built from.
     models = settings.DBT_PROJECT_DIR / "models"
     delayed = {
-        path.stem for path in models.rglob("*.sql") if "publication_cutoff()" in path.read_text()
+        path.stem
+        for path in models.rglob("*.sql")
+        if any(call in path.read_text() for call in ("publication_cutoff(", "is_publishable_call("))
     }
-    assert delayed == {"fct_calls_for_service", "fct_mru_responses"}
+    assert delayed == {"int_mru_responses_before_cell_suppression", "int_calls_for_service_located"}
+    published_calls = (settings.DBT_PROJECT_DIR / "macros" / "published_calls.sql").read_text()
+    assert "publication_cutoff(" in published_calls and "is_publishable_call(" in published_calls
+    assert (
+        "published_calls()"
+        in (models / "marts/public_safety/fct_calls_for_service.sql").read_text()
+    )
     assert set(public_dashboard.DELAYED_SOURCES) == {"calls_for_service", "mru_cases"}
     # Every headline's source is one the page can name.
     sources = public_dashboard.metric_sources()
     assert set(sources.values()) <= set(public_dashboard.SOURCE_NAMES)
+
+
+def test_the_privacy_section_shows_the_disclosure_policy():
+    page = render(rows_for_every_panel())
+    section = page[page.index('<section id="privacy">') :]
+    section = section[: section.index("</section>")]
+    assert "How we protect privacy" in section
+    for row in public_dashboard.sensitive_call_types():
+        assert row["call_type"].capitalize() in section
+    assert "<td>Domestic violence</td><td>no location</td><td>by day</td>" in section
+    assert f"from 1 to {public_dashboard.min_cell_count() - 1} records is suppressed" in section
+    assert 'href="#privacy"' in page

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from civic_warehouse.simulator import calls
-from civic_warehouse.simulator.calls import CALLS_DATASET_ID, calls_between, calls_for_day
-from civic_warehouse.simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
-from civic_warehouse.simulator.server import SimulatorServer
+from city_simulator import calls
+from city_simulator.calls import CALLS_DATASET_ID, calls_between, calls_for_day
+from city_simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
+from city_simulator.server import SimulatorServer
 
 FIRST_DAY, LAST_DAY = dt.date(2026, 3, 1), dt.date(2026, 4, 30)
 MARCH = [FIRST_DAY + dt.timedelta(days=i) for i in range(31)]
@@ -504,7 +504,7 @@ def test_cli_serves_until_sigterm():
     env = {**os.environ, "PYTHONPATH": str(Path(calls.__file__).parents[2])}
     args = ["--port", "0", "--first-day", "2026-03-01", "--last-day", "2026-03-02"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "civic_warehouse.simulator.server", *args],
+        [sys.executable, "-m", "city_simulator.server", *args],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -9,10 +9,10 @@ import math
 import pytest
 import requests
 
-from civic_warehouse.simulator import arcgis
-from civic_warehouse.simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, NEIGHBORHOODS
-from civic_warehouse.simulator.server import SimulatorServer
-from civic_warehouse.simulator.service_requests import (
+from city_simulator import arcgis
+from city_simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, NEIGHBORHOODS
+from city_simulator.server import SimulatorServer
+from city_simulator.service_requests import (
     CLOSED,
     find_request,
     requests_opened,

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from civic_warehouse.simulator import permits
-from civic_warehouse.simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, NEIGHBORHOODS
-from civic_warehouse.simulator.permits import PERMITS_RESOURCE_ID, permits_for_day
-from civic_warehouse.simulator.server import SimulatorServer
+from city_simulator import permits
+from city_simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, NEIGHBORHOODS
+from city_simulator.permits import PERMITS_RESOURCE_ID, permits_for_day
+from city_simulator.server import SimulatorServer
 
 FIRST_DAY, LAST_DAY = dt.date(2026, 3, 1), dt.date(2026, 4, 30)
 DAYS = [FIRST_DAY + dt.timedelta(days=i) for i in range((LAST_DAY - FIRST_DAY).days + 1)]

@@ -11,13 +11,13 @@ import re
 import pytest
 import requests
 
-from civic_warehouse.simulator import calls, crashes, faults, mru_cases
-from civic_warehouse.simulator.calls import CALLS_DATASET_ID, calls_for_day
-from civic_warehouse.simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
-from civic_warehouse.simulator.crashes import CRASHES_DATASET_ID, crashes_for_day
-from civic_warehouse.simulator.mru_cases import MRU_DATASET_ID, cases_for_day
-from civic_warehouse.simulator.permits import PERMITS_RESOURCE_ID
-from civic_warehouse.simulator.server import SimulatorServer
+from city_simulator import calls, crashes, faults, mru_cases
+from city_simulator.calls import CALLS_DATASET_ID, calls_for_day
+from city_simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
+from city_simulator.crashes import CRASHES_DATASET_ID, crashes_for_day
+from city_simulator.mru_cases import MRU_DATASET_ID, cases_for_day
+from city_simulator.permits import PERMITS_RESOURCE_ID
+from city_simulator.server import SimulatorServer
 
 FIRST_DAY, LAST_DAY = dt.date(2026, 3, 1), dt.date(2026, 4, 30)
 SERVED = [FIRST_DAY + dt.timedelta(days=i) for i in range((LAST_DAY - FIRST_DAY).days + 1)]

@@ -8,11 +8,11 @@ import json
 import pytest
 import requests
 
-from civic_warehouse.simulator.calls import CALLS_DATASET_ID, calls_between
-from civic_warehouse.simulator.crashes import CRASHES_DATASET_ID, crashes_for_day
-from civic_warehouse.simulator.mru_cases import MRU_DATASET_ID, cases_for_day
-from civic_warehouse.simulator.permits import PERMITS_RESOURCE_ID, permits_for_day
-from civic_warehouse.simulator.server import SimulatorServer
+from city_simulator.calls import CALLS_DATASET_ID, calls_between
+from city_simulator.crashes import CRASHES_DATASET_ID, crashes_for_day
+from city_simulator.mru_cases import MRU_DATASET_ID, cases_for_day
+from city_simulator.permits import PERMITS_RESOURCE_ID, permits_for_day
+from city_simulator.server import SimulatorServer
 
 FIRST_DAY, LAST_DAY = dt.date(2026, 3, 1), dt.date(2026, 3, 14)
 START, END = dt.datetime(2026, 3, 3), dt.datetime(2026, 3, 4)  # one day of calls, ~550 rows

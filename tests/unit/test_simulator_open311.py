@@ -9,10 +9,10 @@ import re
 import pytest
 import requests
 
-from civic_warehouse.simulator import open311, service_requests
-from civic_warehouse.simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, NEIGHBORHOODS
-from civic_warehouse.simulator.server import SimulatorServer
-from civic_warehouse.simulator.service_requests import (
+from city_simulator import open311, service_requests
+from city_simulator.city import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, NEIGHBORHOODS
+from city_simulator.server import SimulatorServer
+from city_simulator.service_requests import (
     CLOSED,
     DEPARTMENTS,
     IN_PROGRESS,

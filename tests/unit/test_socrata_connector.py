@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from city_simulator.calls import calls_between
 from civic_warehouse.catalog import get_source
 from civic_warehouse.connectors import Query, Window, connector_for
 from civic_warehouse.connectors.http import HttpClient, SourceError
-from civic_warehouse.simulator.calls import calls_between
 
 # 2026-03-02 00:00 .. 2026-03-04 00:00 in Dayton (EST, UTC-5).
 WINDOW = Window(datetime(2026, 3, 2, 5, tzinfo=UTC), datetime(2026, 3, 4, 5, tzinfo=UTC))

@@ -36,3 +36,20 @@ def test_the_dashboard_names_every_chart_as_the_chart_does():
         if isinstance(item, dict) and item.get("type") == "CHART"
     }
     assert placed == names
+
+
+def test_the_mru_evaluation_table_shows_each_estimate_as_published_with_its_interval():
+    params = charts()["mru_evaluation"]["params"]
+    models = superset.BI_DIR.parent / "dbt_project" / "models" / "marts" / "performance"
+    mart = yaml.safe_load((models / "_mru_evaluation__models.yml").read_text())["models"][0]
+    published = {column["name"] for column in mart["columns"]}
+    shown = params["all_columns"]
+
+    # a row is a weighted estimate: summing or averaging rows in the chart would be wrong
+    assert params["query_mode"] == "raw" and not params["metrics"]
+    assert set(shown) <= published
+    for estimate in ("repeat_within_30_days_share", "mean_minutes_on_scene"):
+        stem = estimate.removesuffix("_share")
+        assert {estimate, f"{stem}_ci_lower", f"{stem}_ci_upper"} <= set(shown)
+    (where,) = [f["sqlExpression"] for f in params["adhoc_filters"] if f["clause"] == "WHERE"]
+    assert "not suppressed" in where

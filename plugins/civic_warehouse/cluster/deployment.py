@@ -6,6 +6,9 @@ file configures their containers, sharing a PostgreSQL metadata database (never 
 database), Redis as the Celery broker and the metadata database as Celery's result backend. And the
 LocalExecutor deployment ``make airflow`` starts (``standalone``): the same components but the
 worker, on the project's Airflow home, with its metadata in a PostgreSQL database of its own.
+Both run the BI role's guard (``python -m civic_warehouse.access guard``) beside Airflow, as compose
+runs its ``bi-guard`` service: wherever BI tools can reach the warehouse, a ``bi_reader`` query
+past its limit is cancelled even when the role lifted its own ``statement_timeout``.
 Tasks reach the api-server's execution API over HTTP, with tokens signed by a JWT secret all
 components share. Optionally the city-systems simulator runs beside them, as it does in compose.
 
@@ -33,7 +36,7 @@ from typing import Any
 import requests
 from cryptography.fernet import Fernet
 
-from civic_warehouse import settings, warehouse
+from civic_warehouse import access, settings, warehouse
 from civic_warehouse.cluster import broker, processes
 from civic_warehouse.cluster.api import AirflowApi, ApiError
 
@@ -48,7 +51,15 @@ ADMIN_USER = os.environ.get("AIRFLOW_ADMIN_USER", "admin")
 FIRST = ("api-server", "simulator")
 # Stopped in this order: nothing schedules new work while the worker finishes what it holds, and
 # the api-server (which running tasks report to) goes last, before the broker.
-COMPONENTS = ("scheduler", "triggerer", "dag-processor", "worker", "simulator", "api-server")
+COMPONENTS = (
+    "scheduler",
+    "triggerer",
+    "dag-processor",
+    "worker",
+    "simulator",
+    "bi-guard",
+    "api-server",
+)
 
 
 class ClusterError(RuntimeError):
@@ -68,6 +79,8 @@ class ClusterConfig:
     api_host: str = settings.LISTEN_ADDRESS
     api_port: int = settings.AIRFLOW_PORT
     simulator_port: int | None = None  # also serve the city-systems simulator on this port
+    # Run the BI role's guard on the warehouse (WAREHOUSE_URL, or the embedded one).
+    bi_guard: bool = True
     worker_concurrency: int = 4
     # False: the scheduler creates no runs from schedules or assets; only triggered runs run.
     schedules: bool = True
@@ -145,7 +158,7 @@ class Cluster:
         started = [redis.server] if redis and redis.server else []
         try:
             self._prepare(env)
-            later = self._commands()
+            later = self._component_commands()
             first = {name: later.pop(name) for name in FIRST if name in later}
             started += self._spawn(first, env)
             self._record(started, metadata_url, broker_url)
@@ -240,7 +253,7 @@ class Cluster:
             env["CITY_SIMULATOR_URL"] = settings.server_url(config.simulator_port, "127.0.0.1")
         return env | config.extra_env
 
-    def _commands(self) -> dict[str, list[str]]:
+    def _component_commands(self) -> dict[str, list[str]]:
         config = self.config
         airflow = str(Path(sys.executable).with_name("airflow"))
         commands = {
@@ -268,12 +281,13 @@ class Cluster:
                 "--celery-hostname",
                 f"{config.name}@%h",
             ]
+        if config.bi_guard:
+            commands["bi-guard"] = [sys.executable, "-m", "civic_warehouse.access", "guard"]
         if config.simulator_port:
             commands["simulator"] = [
                 sys.executable,
                 "-m",
-                "civic_warehouse",
-                "simulator",
+                "city_simulator",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -344,10 +358,15 @@ class Cluster:
     def _wait_until_healthy(self, started: list[processes.Running], deadline: float) -> None:
         client = AirflowApi(self.config.api_url, ADMIN_USER, admin_password(self.config))
         worker = next((r for r in started if r.name == "worker"), None)
+        guard = next((r for r in started if r.name == "bi-guard"), None)
 
         def unhealthy() -> list[str]:
             names = _unhealthy(client)
-            return [*names, "worker"] if worker and not _worker_ready(worker) else names
+            if worker and not _worker_ready(worker):
+                names.append("worker")
+            if guard and not _guard_ready(guard):
+                names.append("bi-guard")
+            return names
 
         self._wait(started, deadline, unhealthy, "not healthy", poll=2)
 
@@ -466,6 +485,11 @@ def _unhealthy(client: AirflowApi) -> list[str]:
 def _worker_ready(worker: processes.Running) -> bool:
     # Celery logs "<name>@<host> ready." once it consumes from its queues.
     return " ready." in worker.log_tail(20000)
+
+
+def _guard_ready(guard: processes.Running) -> bool:
+    # Printed once the role and its grants are in place, before the first pass.
+    return f"guarding {access.BI_ROLE}" in guard.log_tail(20000)
 
 
 def _write_password_file(config: ClusterConfig) -> None:

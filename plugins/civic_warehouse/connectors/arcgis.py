@@ -11,17 +11,18 @@ every body is inspected before its features are counted.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from civic_warehouse.catalog import SourceConfig
-from civic_warehouse.connectors.base import Page, Query, Window
+from civic_warehouse.connectors.base import Page, Query
 from civic_warehouse.connectors.http import HttpClient, SourceError
 from civic_warehouse.connectors.paging import PageGuard
+from civic_warehouse.connectors.quoting import plain_field, url_path
+from civic_warehouse.connectors.times import TimeFilter, TimeReader, time_filters
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,8 @@ DEFAULT_MAX_RECORD_COUNT = 1000
 RETRYABLE_CODES = frozenset({500, 503})
 # Token required / invalid token: asking again cannot help.
 TOKEN_CODES = frozenset({498, 499})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_MS = re.compile(r"^-?\d+$")
 # Text dates seen in ArcGIS string fields, e.g. "4/21/2006 12:00:00 AM".
-_TEXT_DATE_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
+TEXT_DATE_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
 
 
 @dataclass(frozen=True)
@@ -73,11 +72,13 @@ class ArcGISConnector:
     def __init__(self, source: SourceConfig, client: HttpClient) -> None:
         self.source = source
         self.client = client
+        # Date fields are epoch milliseconds; string fields hold ISO or US-style text.
+        self.times = TimeReader(source, epoch_ms=True, text_formats=TEXT_DATE_FORMATS)
         self._layer: LayerInfo | None = None
 
     @property
     def layer_url(self) -> str:
-        return f"{self.source.resolved_base_url()}/{self.source.dataset.strip('/')}"
+        return f"{self.source.resolved_base_url()}/{url_path(self.source, self.source.dataset)}"
 
     @property
     def query_url(self) -> str:
@@ -85,7 +86,14 @@ class ArcGISConnector:
 
     def layer(self) -> LayerInfo:
         if self._layer is None:
-            self._layer = LayerInfo.from_metadata(self._get(self.layer_url, {"f": "json"}))
+            layer = LayerInfo.from_metadata(self._get(self.layer_url, {"f": "json"}))
+            if layer.object_id_field is not None:
+                # The server's name goes into where clauses and orderByFields like the catalog's.
+                try:
+                    plain_field(self.source, layer.object_id_field, "the layer's objectIdField")
+                except ValueError as err:
+                    raise SourceError(self.source.name, self.layer_url, str(err)) from None
+            self._layer = layer
         return self._layer
 
     @property
@@ -111,17 +119,11 @@ class ArcGISConnector:
         for number, (url, records) in enumerate(batches, start=1):
             # Exact bounds client-side: literals are whole seconds, and non-date fields cannot be
             # compared by the server at all.
-            kept = [r for r in records if self._in_windows(r, filters, url)]
+            kept = [r for r in records if self.times.in_windows(r, filters, url)]
             yield Page(number=number, url=url, records=kept)
 
     def updated_at(self, record: dict[str, Any]) -> datetime | None:
-        field = self.source.updated_field
-        if not field:
-            return None
-        try:
-            return parse_time(record.get(field), self.source.tz)
-        except ValueError as err:
-            raise ValueError(f"source {self.source.name!r}: field {field!r}: {err}") from err
+        return self.times.updated_at(record)
 
     # -- paging -------------------------------------------------------------------------------
 
@@ -152,8 +154,19 @@ class ArcGISConnector:
 
     def _object_id_pages(self, where: str, oid: str) -> Iterator[tuple[str, list[Any]]]:
         """Old servers: list the matching ids once, then read them in ranges that tile the id space."""
-        body = self._get(self.query_url, {"where": where, "returnIdsOnly": "true", "f": "json"})
-        ids = sorted(body.get("objectIds") or [])
+        params = {"where": where, "returnIdsOnly": "true", "f": "json"}
+        body = self._get(self.query_url, params)
+        ids = body.get("objectIds") or []
+        # Each id is written into a where clause: a whole number, or the listing is refused.
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            raise SourceError(
+                self.source.name,
+                _with_params(self.query_url, params),
+                f"expected objectIds to be a list of whole numbers, got {str(ids)[:200]}",
+            )
+        ids = sorted(ids)
         size = self.page_size
         lower: int | None = None
         # The ranges tile the listed ids, so they end; the guard only caps their number.
@@ -204,20 +217,12 @@ class ArcGISConnector:
         fields = list(self.source.business_key)
         if self.source.event_time_field and self.source.event_time_field not in fields:
             fields.append(self.source.event_time_field)
-        return ",".join(f"{field} ASC" for field in fields)
+        return ",".join(f"{plain_field(self.source, field)} ASC" for field in fields)
 
     # -- filters ------------------------------------------------------------------------------
 
-    def _filters(self, query: Query, layer: LayerInfo) -> list[tuple[str, Window]]:
-        filters = []
-        if query.events:
-            if not self.source.event_time_field:
-                raise ValueError(f"source {self.source.name!r} has no event_time_field to query by")
-            filters.append((self.source.event_time_field, query.events))
-        if query.updated:
-            if not self.source.updated_field:
-                raise ValueError(f"source {self.source.name!r} has no updated_field to query by")
-            filters.append((self.source.updated_field, query.updated))
+    def _filters(self, query: Query, layer: LayerInfo) -> list[TimeFilter]:
+        filters = time_filters(self.source, query)
         for field, _window in filters:
             if layer.field_types and field not in layer.field_types:
                 raise SourceError(
@@ -227,7 +232,7 @@ class ArcGISConnector:
                 )
         return filters
 
-    def _where(self, filters: list[tuple[str, Window]], layer: LayerInfo) -> str:
+    def _where(self, filters: list[TimeFilter], layer: LayerInfo) -> str:
         clauses = []
         for field, window in filters:
             if layer.field_types.get(field) != DATE_TYPE:
@@ -237,25 +242,12 @@ class ArcGISConnector:
                     field,
                 )
                 continue
+            column = plain_field(self.source, field)
             clauses.append(
-                f"{field} >= timestamp '{_literal(window.start)}' "
-                f"AND {field} < timestamp '{_literal(window.end, round_up=True)}'"
+                f"{column} >= timestamp '{_literal(window.start)}' "
+                f"AND {column} < timestamp '{_literal(window.end, round_up=True)}'"
             )
         return " AND ".join(clauses) or "1=1"
-
-    def _in_windows(
-        self, record: dict[str, Any], filters: list[tuple[str, Window]], url: str
-    ) -> bool:
-        if not isinstance(record, dict):
-            return True  # the loader rejects it with its position
-        for field, window in filters:
-            try:
-                moment = parse_time(record.get(field), self.source.tz)
-            except ValueError as err:
-                raise SourceError(self.source.name, url, f"field {field!r}: {err}") from err
-            if moment is None or not window.start <= moment < window.end:
-                return False
-        return True
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -288,35 +280,6 @@ class ArcGISConnector:
                 f"expected a 'features' list in the answer, got keys {sorted(body)}",
             )
         return features
-
-
-def parse_time(value: Any, tz: tzinfo) -> datetime | None:
-    """An ArcGIS time as an aware UTC instant: epoch milliseconds, or text (naive text is local)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"cannot read {value!r} as a time")
-    if isinstance(value, int | float):
-        return _EPOCH + timedelta(milliseconds=value)
-    if not isinstance(value, str):
-        raise ValueError(f"cannot read {value!r} as a time")
-    text = value.strip()
-    if _EPOCH_MS.match(text):
-        return _EPOCH + timedelta(milliseconds=int(text))
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        for pattern in _TEXT_DATE_FORMATS:
-            try:
-                moment = datetime.strptime(text, pattern)
-                break
-            except ValueError:
-                continue
-        else:
-            raise ValueError(f"cannot read {value!r} as a time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
 
 
 def _record(feature: Any) -> dict[str, Any]:

@@ -10,14 +10,16 @@ time zone.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from civic_warehouse.catalog import SourceConfig
-from civic_warehouse.connectors.base import Page, Query, Window
+from civic_warehouse.connectors.base import Page, Query
 from civic_warehouse.connectors.http import HttpClient, SourceError, describe_error_body
 from civic_warehouse.connectors.paging import PageGuard
+from civic_warehouse.connectors.quoting import plain_field
+from civic_warehouse.connectors.times import TimeReader, time_filters
 
 ROW_ID = "_id"
 
@@ -26,6 +28,7 @@ class CKANConnector:
     def __init__(self, source: SourceConfig, client: HttpClient) -> None:
         self.source = source
         self.client = client
+        self.times = TimeReader(source)
 
     @property
     def url(self) -> str:
@@ -35,14 +38,14 @@ class CKANConnector:
         # datastore_search filters only on equality (``filters``) and full text (``q``), and
         # datastore_search_sql is disabled on many portals. So a time window is applied here:
         # the whole resource is paged and records outside the window are dropped.
-        filters = self._filters(query)
+        filters = time_filters(self.source, query)
         keys = list(self.source.business_key)
         if ROW_ID not in keys:
             keys.append(ROW_ID)
         params: dict[str, Any] = {
             "resource_id": self.source.dataset,
             "limit": self.source.page_size,
-            "sort": ", ".join(f"{key} asc" for key in keys),
+            "sort": ", ".join(f"{plain_field(self.source, key)} asc" for key in keys),
         }
         offset, number = 0, 0
         guard = PageGuard(self.source.name, "offset")
@@ -54,7 +57,7 @@ class CKANConnector:
             number += 1
             guard.check(url, records)
             guard.beyond(url, total, "the resource reports a total of {}")
-            kept = [r for r in records if self._in_windows(r, filters, url)]
+            kept = [r for r in records if self.times.in_windows(r, filters, url)]
             yield Page(number=number, url=url, records=kept)
             offset += len(records)
             if offset >= total:
@@ -67,39 +70,7 @@ class CKANConnector:
                 )
 
     def updated_at(self, record: dict[str, Any]) -> datetime | None:
-        field = self.source.updated_field
-        if not field:
-            return None
-        try:
-            return parse_time(record.get(field), self.source.tz)
-        except ValueError as err:
-            raise ValueError(f"source {self.source.name!r}: field {field!r}: {err}") from err
-
-    def _filters(self, query: Query) -> list[tuple[str, Window]]:
-        filters = []
-        if query.events:
-            if not self.source.event_time_field:
-                raise ValueError(f"source {self.source.name!r} has no event_time_field to query by")
-            filters.append((self.source.event_time_field, query.events))
-        if query.updated:
-            if not self.source.updated_field:
-                raise ValueError(f"source {self.source.name!r} has no updated_field to query by")
-            filters.append((self.source.updated_field, query.updated))
-        return filters
-
-    def _in_windows(self, record: Any, filters: list[tuple[str, Window]], url: str) -> bool:
-        if not filters:
-            return True
-        if not isinstance(record, dict):
-            return True  # the loader rejects it with its position
-        for field, window in filters:
-            try:
-                moment = parse_time(record.get(field), self.source.tz)
-            except ValueError as err:
-                raise SourceError(self.source.name, url, f"field {field!r}: {err}") from err
-            if moment is None or not window.start <= moment < window.end:
-                return False
-        return True
+        return self.times.updated_at(record)
 
     def _result(self, body: Any, url: str) -> tuple[list[Any], int]:
         if not isinstance(body, dict):
@@ -118,18 +89,3 @@ class CKANConnector:
                 f"got keys {sorted(result)}",
             )
         return records, total
-
-
-def parse_time(value: Any, tz: tzinfo) -> datetime | None:
-    """A DataStore timestamp (``2015-04-20T12:13:22``, no zone: local) as an aware UTC instant."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"cannot read {value!r} as a time")
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"cannot read {value!r} as a time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,6 +25,8 @@ from civic_warehouse.catalog import SourceConfig
 from civic_warehouse.connectors.base import Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError
 from civic_warehouse.connectors.paging import PageGuard
+from civic_warehouse.connectors.quoting import path_segment
+from civic_warehouse.connectors.times import TimeReader
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,14 @@ class Open311Connector:
         self.source = source
         self.client = client
         self.earliest = earliest
+        self.times = TimeReader(source)
         self._clock = clock
         # Set once a server is seen to ignore paging: the most rows it returns for one span.
         self._cap_without_paging: int | None = None
 
     @property
     def url(self) -> str:
-        return f"{self.source.resolved_base_url()}/{self.source.dataset}.json"
+        return f"{self.source.resolved_base_url()}/{path_segment(self.source, self.source.dataset)}.json"
 
     @property
     def page_size(self) -> int:
@@ -83,11 +86,7 @@ class Open311Connector:
                 yield Page(number=number, url=url, records=kept)
 
     def updated_at(self, record: dict[str, Any]) -> datetime | None:
-        field = self.source.updated_field or UPDATED_FIELD
-        try:
-            return parse_time(record.get(field), self.source.tz)
-        except ValueError as err:
-            raise ValueError(f"source {self.source.name!r}: field {field!r}: {err}") from err
+        return self.times.updated_at(record, default_field=UPDATED_FIELD)
 
     def _event_window(self, query: Query) -> Window:
         if query.events:
@@ -191,10 +190,8 @@ class Open311Connector:
         if not isinstance(record, dict):
             return True  # the loader rejects it with its position
         try:
-            requested = parse_time(record.get(REQUESTED_FIELD), self.source.tz)
-            changed = parse_time(
-                record.get(self.source.updated_field or UPDATED_FIELD), self.source.tz
-            )
+            requested = self.times.read(record.get(REQUESTED_FIELD))
+            changed = self.times.read(record.get(self.source.updated_field or UPDATED_FIELD))
         except ValueError as err:
             raise SourceError(self.source.name, url, str(err)) from err
         # A record without a time is kept: the server placed it in the span, the loader dedupes.
@@ -203,22 +200,6 @@ class Open311Connector:
         ):
             return False
         return updated is None or changed is None or updated.start <= changed < updated.end
-
-
-def parse_time(value: Any, tz: tzinfo) -> datetime | None:
-    """An ISO-8601 time as an aware UTC instant; offsets (``Z``, ``-05:00``) are honoured and a
-    time without one (against the spec) is read in the city's zone."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"cannot read {value!r} as a time")
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"cannot read {value!r} as a time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
 
 
 def _chunks(window: Window) -> Iterator[Window]:

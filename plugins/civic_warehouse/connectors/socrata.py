@@ -16,6 +16,8 @@ from civic_warehouse.catalog import SourceConfig
 from civic_warehouse.connectors.base import JsonArray, Page, Query, Window
 from civic_warehouse.connectors.http import HttpClient, SourceError
 from civic_warehouse.connectors.paging import PageGuard
+from civic_warehouse.connectors.quoting import path_segment, soql_field
+from civic_warehouse.connectors.times import TimeReader
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +29,15 @@ class SocrataConnector:
     def __init__(self, source: SourceConfig, client: HttpClient) -> None:
         self.source = source
         self.client = client
+        self.times = TimeReader(source)
 
     @property
     def url(self) -> str:
         base = self.source.resolved_base_url()
+        dataset = path_segment(self.source, self.source.dataset)
         if self.source.api_version == 3:
-            return f"{base}/api/v3/views/{self.source.dataset}/query.json"
-        return f"{base}/resource/{self.source.dataset}.json"
+            return f"{base}/api/v3/views/{dataset}/query.json"
+        return f"{base}/resource/{dataset}.json"
 
     def pages(self, query: Query) -> Iterator[Page]:
         """Page through the matching rows; read again if the dataset changed while paging.
@@ -118,9 +122,7 @@ class SocrataConnector:
             raise SourceError(self.source.name, self.url, f"unreadable count: {body!r}") from err
 
     def updated_at(self, record: dict[str, Any]) -> datetime | None:
-        field = self.source.updated_field
-        value = record.get(field) if field else None
-        return self._parse(field, value) if value else None
+        return self.times.updated_at(record)
 
     def _soda3_pages(
         self, where: str | None, order_field: str, number: int, guard: PageGuard
@@ -149,6 +151,7 @@ class SocrataConnector:
                 return
 
     def _where(self, query: Query) -> tuple[str | None, str]:
+        """The ``$where`` clause and the field to order by, each field quoted (``quoting``)."""
         clauses, order_field = [], self.source.event_time_field or ":id"
         if query.events:
             clauses.append(self._between(self.source.event_time_field, query.events))
@@ -157,21 +160,17 @@ class SocrataConnector:
                 raise ValueError(f"source {self.source.name!r} has no updated_field to query by")
             clauses.append(self._between(self.source.updated_field, query.updated))
             order_field = self.source.updated_field
-        return (" AND ".join(clauses) or None), order_field
+        return (" AND ".join(clauses) or None), soql_field(self.source, order_field)
 
     def _between(self, field: str, window: Window) -> str:
-        return f"{field} >= '{self._literal(field, window.start)}' AND {field} < '{self._literal(field, window.end)}'"
+        column = soql_field(self.source, field)
+        start, end = self._literal(field, window.start), self._literal(field, window.end)
+        return f"{column} >= '{start}' AND {column} < '{end}'"
 
     def _literal(self, field: str, moment: datetime) -> str:
         if field.startswith(":"):  # system fields are fixed timestamps
             return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         return moment.astimezone(self.source.tz).strftime("%Y-%m-%dT%H:%M:%S.000")
-
-    def _parse(self, field: str, value: str) -> datetime:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if moment.tzinfo is None:  # floating: wall-clock time in the source's zone
-            moment = moment.replace(tzinfo=self.source.tz)
-        return moment.astimezone(UTC)
 
     def _headers(self) -> dict[str, str] | None:
         token = self.source.app_token()

@@ -2,7 +2,7 @@ with
 
 calls as (
 
-    select * from {{ ref('fct_calls_for_service') }}
+    {{ published_calls() }}
 
 ),
 
@@ -20,13 +20,13 @@ service_requests as (
 
 building_permits as (
 
-    select * from {{ ref('fct_building_permits') }}
+    select * from {{ ref('int_building_permits_before_cell_suppression') }}
 
 ),
 
 traffic_crashes as (
 
-    select * from {{ ref('fct_traffic_crashes') }}
+    select * from {{ ref('int_traffic_crashes_before_cell_suppression') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 mru_responses as (
 
-    select * from {{ ref('fct_mru_responses') }}
+    select * from {{ ref('int_mru_responses_before_cell_suppression') }}
 
 ),
 

@@ -1,48 +1,45 @@
+{#- The building permits as published, with the location of a permit in a suppressed KPI cell
+    withheld. -#}
+
 with
 
 permits as (
 
-    select * from {{ ref('stg_permits__building_permits') }}
+    select * from {{ ref('int_building_permits_before_cell_suppression') }}
 
 ),
 
-local_dates as (
+withheld as (
 
-    -- Permits count on the city's calendar: the local date of each step.
-    select
-        *,
-        ({{ utc_to_local('applied_at', 'building_permits') }})::date as applied_date_local,
-        ({{ utc_to_local('issued_at', 'building_permits') }})::date as issued_date_local,
-        ({{ utc_to_local('finaled_at', 'building_permits') }})::date as finaled_date_local
-
-    from permits
+    select * from {{ ref('fct_kpi_withheld_records') }}
+    where record_source = 'building_permit'
 
 ),
 
 final as (
 
     select
-        permit_number,
-        permit_type,
-        work_class,
-        status,
-        applied_at as applied_at_utc,
-        applied_date_local,
-        issued_date_local,
-        finaled_date_local,
-        -- Calendar days, as permit offices report them: issued the day after applying is 1.
-        issued_date_local - applied_date_local as days_application_to_issue,
-        finaled_date_local - issued_date_local as days_issue_to_final,
-        housing_units as housing_units_added,
-        valuation,
-        neighborhood,
-        block_address,
-        -- Three decimals is about 100 m: enough to map a block, not to identify a home.
-        round(latitude, 3) as latitude,
-        round(longitude, 3) as longitude,
-        last_modified_at as last_modified_at_utc
+        permits.permit_number,
+        permits.permit_type,
+        permits.work_class,
+        permits.status,
+        permits.applied_at_utc,
+        permits.applied_date_local,
+        permits.issued_date_local,
+        permits.finaled_date_local,
+        permits.days_application_to_issue,
+        permits.days_issue_to_final,
+        permits.housing_units_added,
+        permits.valuation,
+        {{ withhold_location('permits.neighborhood', 'withheld') }} as neighborhood,
+        {{ withhold_location('permits.block_address', 'withheld') }} as block_address,
+        {{ withhold_location('permits.latitude', 'withheld') }} as latitude,
+        {{ withhold_location('permits.longitude', 'withheld') }} as longitude,
+        permits.last_modified_at_utc
 
-    from local_dates
+    from permits
+    left join withheld
+        on permits.permit_number = withheld.record_id
 
 )
 

@@ -33,6 +33,12 @@ aggregates as (
 
 ),
 
+records as (
+
+    select * from {{ ref('int_kpi_observation_records') }}
+
+),
+
 areas as (
 
     select
@@ -124,15 +130,37 @@ filled as (
 
 ),
 
-suppression_marked as (
+primary_suppression as (
 
-    -- A neighborhood figure from fewer than `min_cell_count` records is not published. The city's
-    -- own figure is its official total and always is.
+    -- A neighborhood figure from fewer than `min_cell_count` records is not published, nor a share
+    -- whose numerator counts that few (3 of 40 requests late is 3 requests). The city's own figure
+    -- is its official total and always is.
     select
         *,
-        area_type = 'neighborhood' and {{ is_small_cell('observation_count') }} as suppressed
+        area_type = 'neighborhood'
+        and (
+            {{ is_small_cell('observation_count') }}
+            or (aggregation = 'share' and {{ is_small_cell('computed_numerator') }})
+        ) as is_primary_suppressed
 
     from filled
+
+),
+
+{{ complementary_suppression('primary_suppression', 'records') }},
+
+suppression_marked as (
+
+    select
+        primary_suppression.*,
+        suppression.suppressed
+
+    from primary_suppression
+    inner join suppression
+        on
+            primary_suppression.metric_id = suppression.metric_id
+            and primary_suppression.date_day = suppression.date_day
+            and primary_suppression.area = suppression.area
 
 ),
 

@@ -1,19 +1,21 @@
-{#- A view over the versions of the calls valid at this build (macros/versioned_facts.sql): the
-    heavy rows are kept incrementally in the internal schema, and publishing swaps this view in
-    as it was audited. -#}
+{#- A view of the call versions valid at this build (macros/versioned_facts.sql): the heavy rows
+    are kept incrementally in the internal schema, and publishing swaps this view in as it was
+    audited. The calls as published (macros/published_calls.sql), with the location of a call in a
+    suppressed KPI cell withheld. -#}
 {{ config(materialized='view') }}
 
 with
 
 calls as (
 
-    select * from {{ ref('int_calls_for_service_versions') }}
+    {{ published_calls() }}
 
 ),
 
-call_types as (
+withheld as (
 
-    select * from {{ ref('dim_call_type') }}
+    select * from {{ ref('fct_kpi_withheld_records') }}
+    where record_source = 'cad_event'
 
 ),
 
@@ -23,8 +25,8 @@ final as (
         calls.event_number,
         calls.call_type_code,
         calls.call_type,
-        call_types.category as call_category,
-        coalesce(call_types.is_mru_eligible, false) as is_mru_eligible,
+        calls.call_category,
+        calls.is_mru_eligible,
         calls.priority,
         calls.received_at_utc,
         calls.received_at_local,
@@ -43,19 +45,15 @@ final as (
         calls.disposition_code,
         calls.disposition,
         calls.is_resolved_without_police,
-        calls.block_address,
-        calls.neighborhood,
-        calls.district,
-        calls.latitude,
-        calls.longitude
+        {{ withhold_location('calls.block_address', 'withheld') }} as block_address,
+        {{ withhold_location('calls.neighborhood', 'withheld') }} as neighborhood,
+        {{ withhold_location('calls.district', 'withheld') }} as district,
+        {{ withhold_location('calls.latitude', 'withheld') }} as latitude,
+        {{ withhold_location('calls.longitude', 'withheld') }} as longitude
 
     from calls
-    left join call_types
-        on calls.call_type_code = call_types.call_type_code
-    where
-        {{ valid_at_build('calls') }}
-        -- calls are published no sooner than the publication delay after they were received
-        and calls.received_at_utc <= {{ publication_cutoff() }}
+    left join withheld
+        on calls.event_number = withheld.record_id
 
 )
 

@@ -1,60 +1,45 @@
+{#- The MRU cases as published, with the location of a case in a suppressed KPI cell (or whose
+    call's is withheld: they are one CAD event) withheld. -#}
+
 with
 
 cases as (
 
-    select * from {{ ref('stg_mru__cases') }}
+    select * from {{ ref('int_mru_responses_before_cell_suppression') }}
 
 ),
 
-calls as (
+withheld as (
 
-    select * from {{ ref('fct_calls_for_service') }}
-
-),
-
-joined as (
-
-    select
-        cases.*,
-        calls.call_type_code,
-        calls.call_category,
-        calls.received_at_utc,
-        calls.received_at_local,
-        calls.received_date_local,
-        calls.neighborhood,
-        calls.district
-
-    from cases
-    left join calls
-        on cases.event_number = calls.event_number
-    -- a case waits for the publication delay as its call does (it was opened after the call came
-    -- in), so no published case points at a call not yet published
-    where cases.opened_at <= {{ publication_cutoff() }}
+    select * from {{ ref('fct_kpi_withheld_records') }}
+    where record_source = 'cad_event'
 
 ),
 
 final as (
 
     select
-        case_number,
-        event_number,
-        call_type_code,
-        call_category,
-        received_at_utc,
-        received_at_local,
-        received_date_local,
-        opened_at as case_opened_at_utc,
-        closed_at as case_closed_at_utc,
-        response_mode,
-        outcome,
-        outcome in ('RESOLVED_WITHOUT_POLICE', 'REFERRED_TO_SERVICES') as is_resolved_without_police,
-        referral_agency,
-        is_follow_up_required,
-        round({{ seconds_between('opened_at', 'closed_at') }} / 60.0, 1) as minutes_to_close,
-        neighborhood,
-        district
+        cases.case_number,
+        cases.event_number,
+        cases.call_type_code,
+        cases.call_category,
+        cases.received_at_utc,
+        cases.received_at_local,
+        cases.received_date_local,
+        cases.case_opened_at_utc,
+        cases.case_closed_at_utc,
+        cases.response_mode,
+        cases.outcome,
+        cases.is_resolved_without_police,
+        cases.referral_agency,
+        cases.is_follow_up_required,
+        cases.minutes_to_close,
+        {{ withhold_location('cases.neighborhood', 'withheld') }} as neighborhood,
+        {{ withhold_location('cases.district', 'withheld') }} as district
 
-    from joined
+    from cases
+    left join withheld
+        on cases.event_number = withheld.record_id
 
 )
 

@@ -1,70 +1,51 @@
+{#- The traffic crashes as published, with the location of a crash in a suppressed KPI cell
+    withheld. -#}
+
 with
 
 crashes as (
 
-    select * from {{ ref('stg_crashes__traffic_crashes') }}
+    select * from {{ ref('int_traffic_crashes_before_cell_suppression') }}
 
 ),
 
-injuries_counted as (
+withheld as (
 
-    -- Socrata leaves out keys whose value is null; a missing count means nobody at that level.
-    select
-        crashes.*,
-        coalesce(crashes.killed_count, 0) as people_killed,
-        coalesce(crashes.serious_injury_count, 0) as people_seriously_injured,
-        coalesce(crashes.minor_injury_count, 0) as people_minor_injured,
-        coalesce(crashes.possible_injury_count, 0) as people_possibly_injured
-
-    from crashes
-
-),
-
-severity_classified as (
-
-    select
-        injuries_counted.*,
-        {{ kabco_most_severe(
-            'injuries_counted.people_killed',
-            'injuries_counted.people_seriously_injured',
-            'injuries_counted.people_minor_injured',
-            'injuries_counted.people_possibly_injured',
-        ) }} as most_severe_injury
-
-    from injuries_counted
+    select * from {{ ref('fct_kpi_withheld_records') }}
+    where record_source = 'traffic_crash'
 
 ),
 
 final as (
 
     select
-        crash_id,
-        crashed_at as crash_at_utc,
-        {{ utc_to_local('crashed_at', 'traffic_crashes') }} as crash_at_local,
-        ({{ utc_to_local('crashed_at', 'traffic_crashes') }})::date as crash_date_local,
-        people_killed,
-        people_seriously_injured,
-        people_minor_injured,
-        people_possibly_injured,
-        people_seriously_injured + people_minor_injured + people_possibly_injured as people_injured,
-        most_severe_injury,
-        {{ kabco_label('most_severe_injury') }} as most_severe_injury_label,
-        most_severe_injury = 'K' as is_fatal,
-        -- Killed or seriously injured (KSI), the measure Vision Zero programs count.
-        most_severe_injury in ('K', 'A') as is_serious_injury,
-        collision_type,
-        vehicles_involved,
-        pedestrians_involved,
-        cyclists_involved,
-        is_hit_and_run,
-        block_address,
-        intersection,
-        neighborhood,
-        -- Three decimals is about 100 m: enough to map a block, not to identify a home.
-        round(latitude, 3) as latitude,
-        round(longitude, 3) as longitude
+        crashes.crash_id,
+        crashes.crash_at_utc,
+        crashes.crash_at_local,
+        crashes.crash_date_local,
+        crashes.people_killed,
+        crashes.people_seriously_injured,
+        crashes.people_minor_injured,
+        crashes.people_possibly_injured,
+        crashes.people_injured,
+        crashes.most_severe_injury,
+        crashes.most_severe_injury_label,
+        crashes.is_fatal,
+        crashes.is_serious_injury,
+        crashes.collision_type,
+        crashes.vehicles_involved,
+        crashes.pedestrians_involved,
+        crashes.cyclists_involved,
+        crashes.is_hit_and_run,
+        {{ withhold_location('crashes.block_address', 'withheld') }} as block_address,
+        {{ withhold_location('crashes.intersection', 'withheld') }} as intersection,
+        {{ withhold_location('crashes.neighborhood', 'withheld') }} as neighborhood,
+        {{ withhold_location('crashes.latitude', 'withheld') }} as latitude,
+        {{ withhold_location('crashes.longitude', 'withheld') }} as longitude
 
-    from severity_classified
+    from crashes
+    left join withheld
+        on crashes.crash_id = withheld.record_id
 
 )
 

@@ -1,0 +1,48 @@
+"""The transform DAG under Airflow releases what it published to the city's open-data portal."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import extract_city_window
+from portal_reads import assert_portal_serves_open, portal_server
+
+pytestmark = pytest.mark.integration
+
+START, END = "2026-07-01", "2026-07-15"  # two weeks: the gate's volume expectations pass
+
+
+def test_a_transform_run_ends_with_the_open_marts_on_the_portal(
+    clean_warehouse, simulator, airflow_db, monkeypatch
+):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from civic_warehouse import airflow_glue, demo
+
+    extract_city_window(clean_warehouse, simulator, START, END)
+    with portal_server(monkeypatch) as portal:
+        state = demo.run_dag(airflow_glue.TRANSFORM_DAG_ID, {"full_refresh": False})
+
+        assert state == "success"
+        with create_session() as session:
+            run = (
+                session.query(DagRun)
+                .filter(DagRun.dag_id == airflow_glue.TRANSFORM_DAG_ID)
+                .order_by(DagRun.run_after.desc())
+                .first()
+            )
+            states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
+        assert (states["publish"], states["release"]) == ("success", "success")
+        assert_portal_serves_open(clean_warehouse, portal)
+
+
+def test_without_a_portal_the_release_task_is_skipped_not_failed(dbt_manifest, monkeypatch):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from civic_warehouse import airflow_glue, demo
+
+    monkeypatch.delenv("CITY_PORTAL_URL", raising=False)
+    task = demo.dagbag().dags[airflow_glue.TRANSFORM_DAG_ID].get_task("release")
+
+    with pytest.raises(AirflowSkipException, match="CITY_PORTAL_URL is not set"):
+        task.python_callable()
