@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+import dag_process
 import psycopg
 import pytest
 from helpers import as_published, table_fingerprint
@@ -17,33 +18,26 @@ pytestmark = pytest.mark.integration
 START, END = "2026-03-07", "2026-03-10"  # spans the DST change
 
 
-def run_pipeline() -> dict[str, str]:
-    from civic_warehouse import demo
-
-    return demo.run_pipeline(START, END)
-
-
 @pytest.fixture(scope="module")
 def first_run(clean_warehouse_module, simulator, airflow_db):
-    states = run_pipeline()
-    return clean_warehouse_module, states
+    return clean_warehouse_module, dag_process.run_pipeline(START, END)
 
 
 def test_every_extract_dag_run_and_the_transform_run_succeed(first_run):
     from civic_warehouse import airflow_glue
     from civic_warehouse.catalog import load_catalog
 
-    states = first_run[1]
+    states = first_run[1].states
     expected = {airflow_glue.extract_dag_id(n) for n in load_catalog()}
     assert set(states) == expected | {airflow_glue.TRANSFORM_DAG_ID}
     assert set(states.values()) == {"success"}
 
 
-def test_dag_runs_in_this_process_leave_its_environment_as_it_was(first_run):
+def test_dag_runs_in_a_process_leave_its_environment_as_it_was(first_run):
     """Cosmos copies each dbt task's environment into the process for its lineage parsing; the
-    runs `make demo` and these tests make here must not leave the publication anchor behind, or
-    every later dbt command in the process would publish as of that run."""
-    assert "CW_PUBLISH_AS_OF" not in os.environ
+    runs `make demo` makes in its process must not leave the publication anchor behind, or every
+    later dbt command in the process would publish as of that run."""
+    assert "CW_PUBLISH_AS_OF" not in first_run[1].environment_changed
 
 
 def test_each_model_task_reports_on_its_model_and_shows_its_compiled_sql(first_run):
@@ -81,7 +75,6 @@ def test_each_model_task_reports_on_its_model_and_shows_its_compiled_sql(first_r
 def test_running_a_model_task_again_rebuilds_its_model_with_its_tests(first_run):
     """What clearing a model's task does, run from the command line: ``airflow tasks test`` of the
     task in the last transform run rebuilds the model (gone from candidate) and runs its tests."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -142,7 +135,7 @@ def test_a_second_run_leaves_identical_marts(first_run):
         table_fingerprint(url, "open", "fct_calls_for_service", "event_number"),
         table_fingerprint(url, "open", "dim_call_type", "call_type_code"),
     ]
-    assert set(run_pipeline().values()) == {"success"}
+    assert set(dag_process.run_pipeline(START, END).states.values()) == {"success"}
     after = [
         table_fingerprint(url, "open", "fct_calls_for_service", "event_number"),
         table_fingerprint(url, "open", "dim_call_type", "call_type_code"),
@@ -177,12 +170,14 @@ def test_the_transform_runs_publication_anchor_reaches_dbt(first_run):
     publication delay (24 hours) before it, whatever the day it runs. (The gate then refuses to
     publish them: a day and a half of three, they are fewer than half the published calls.)
     Last in this module: it leaves the candidates held back."""
-    from civic_warehouse import airflow_glue, demo
+    from civic_warehouse import airflow_glue
 
     url, _ = first_run
     as_of = datetime(2026, 3, 9, 12, tzinfo=UTC)
     cutoff = as_of - timedelta(hours=24)
-    demo.run_dag(airflow_glue.TRANSFORM_DAG_ID, {"full_refresh": False, "as_of": as_of.isoformat()})
+    dag_process.run_dag(
+        airflow_glue.TRANSFORM_DAG_ID, {"full_refresh": False, "as_of": as_of.isoformat()}
+    )
     with psycopg.connect(url) as conn:
         built, latest = conn.execute(
             "select count(*), max(received_at_utc) from candidate.fct_calls_for_service"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dag_process
 import pytest
 from helpers import extract_city_window
 from portal_reads import assert_portal_serves_open, portal_server
@@ -14,24 +15,14 @@ START, END = "2026-07-01", "2026-07-15"  # two weeks: the gate's volume expectat
 def test_a_transform_run_ends_with_the_open_marts_on_the_portal(
     clean_warehouse, simulator, airflow_db, monkeypatch
 ):
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    from civic_warehouse import airflow_glue, demo
+    from civic_warehouse import airflow_glue
 
     extract_city_window(clean_warehouse, simulator, START, END)
     with portal_server(monkeypatch) as portal:
-        state = demo.run_dag(airflow_glue.TRANSFORM_DAG_ID, {"full_refresh": False})
+        state = dag_process.run_dag(airflow_glue.TRANSFORM_DAG_ID, {"full_refresh": False})
 
         assert state == "success"
-        with create_session() as session:
-            run = (
-                session.query(DagRun)
-                .filter(DagRun.dag_id == airflow_glue.TRANSFORM_DAG_ID)
-                .order_by(DagRun.run_after.desc())
-                .first()
-            )
-            states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
+        states = dag_process.newest_run_task_states(airflow_glue.TRANSFORM_DAG_ID)
         assert (states["publish"], states["release"]) == ("success", "success")
         assert_portal_serves_open(clean_warehouse, portal)
 
