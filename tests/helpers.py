@@ -73,6 +73,31 @@ def extract_city_window(url: str, simulator, start: str, end: str) -> str:
     return url
 
 
+def build_city_window(url: str, simulator, start: str, end: str) -> str:
+    """``extract_city_window``, then the whole project built by dbt, its tests and unit tests
+    passing (the stewardship reports aside: they describe a gate run)."""
+    from civic_warehouse import transform
+
+    extract_city_window(url, simulator, start, end)
+    transform.run_dbt(["build", "--exclude", "tag:stewardship"], url)
+    return url
+
+
+def stage_published_copy(url: str) -> None:
+    """A candidate holding what ``open`` holds, every relation as a new table."""
+    with psycopg.connect(url) as conn:
+        conn.execute("drop schema if exists candidate cascade")
+        conn.execute("create schema candidate")
+        for (name,) in conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'open'"
+        ).fetchall():
+            conn.execute(
+                sql.SQL("create table {} as select * from {}").format(
+                    sql.Identifier("candidate", name), sql.Identifier("open", name)
+                )
+            )
+
+
 # The open tier's readers are tested on whatever the build produced, gate or no gate.
 UNGATED_FIXTURE = "test fixture: the readers of the open tier are tested here, not the gate"
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
+from attack_scenarios import call
 from fake_http import listening
 
 from civic_warehouse import loader, page_feed
@@ -25,15 +26,6 @@ SOURCE = get_source("calls_for_service")
 SCOPE = Query(
     events=Window(datetime(2026, 3, 2, 5, tzinfo=UTC), datetime(2026, 3, 3, 5, tzinfo=UTC))
 )
-
-
-def call(n: int) -> dict[str, str]:
-    return {
-        "event_number": f"E{n}",
-        "time_received": "2026-03-02T10:00:00.000",
-        ":updated_at": "2026-03-02T15:00:00.000Z",
-        ":id": f"row-{n}",
-    }
 
 
 class IgnoresOffset(BaseHTTPRequestHandler):

@@ -23,7 +23,7 @@ import os
 
 import psycopg
 import pytest
-from helpers import extract_city_window
+from helpers import build_city_window
 from psycopg.rows import dict_row
 
 from civic_warehouse import settings, transform
@@ -383,10 +383,7 @@ def audit(url: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def warehouse(clean_warehouse_module: str, simulator) -> str:
-    url = clean_warehouse_module
-    extract_city_window(url, simulator, START, END)
-    transform.run_dbt(["build", "--exclude", "tag:stewardship"], url)
-    return url
+    return build_city_window(clean_warehouse_module, simulator, START, END)
 
 
 @pytest.fixture(scope="module")
@@ -446,8 +443,7 @@ def test_the_audit_holds_on_a_larger_city(figures, clean_warehouse: str):
     try:
         with SimulatorServer(port=0, scale=LARGER_CITY_SCALE) as larger:
             os.environ["CITY_SIMULATOR_URL"] = larger.url
-            extract_city_window(warehouse, larger, LARGER_START, LARGER_END)
-            transform.run_dbt(["build", "--exclude", "tag:stewardship"], warehouse)
+            build_city_window(warehouse, larger, LARGER_START, LARGER_END)
             larger_figures = audit(warehouse)
     finally:
         os.environ["CITY_SIMULATOR_URL"] = previous

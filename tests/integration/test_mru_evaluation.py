@@ -17,11 +17,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 import pytest
-from helpers import extract_city_window
+from helpers import build_city_window
 from psycopg.rows import dict_row
 
 from city_simulator.calls import CALL_TYPES, CALLS_DATASET_ID
-from civic_warehouse import transform
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +34,7 @@ MIN_CELL_COUNT = 5
 
 @pytest.fixture(scope="module")
 def warehouse(clean_warehouse_module: str, simulator) -> str:
-    url = clean_warehouse_module
-    extract_city_window(url, simulator, START, END)
-    transform.run_dbt(["build", "--exclude", "tag:stewardship"], url)
-    return url
+    return build_city_window(clean_warehouse_module, simulator, START, END)
 
 
 def rows(url: str, query: str) -> list[dict]:

@@ -14,7 +14,7 @@ import sys
 
 import psycopg
 import pytest
-from helpers import extract_city_window
+from helpers import extract_city_window, stage_published_copy
 from portal_reads import (
     CRASHES,
     CREDENTIALS,
@@ -25,7 +25,6 @@ from portal_reads import (
     portal_server,
     socrata_rows,
 )
-from psycopg import sql
 
 from civic_warehouse import pipeline, publish, quality
 from civic_warehouse.release import ReleaseError, release
@@ -124,17 +123,8 @@ def test_a_release_failed_midway_finishes_when_run_again(published, portal, monk
 
 def test_rows_gone_from_a_republished_mart_are_deleted_on_the_portal(published, portal):
     release(published)
+    stage_published_copy(published)
     with psycopg.connect(published) as conn:
-        conn.execute("drop schema if exists candidate cascade")
-        conn.execute("create schema candidate")
-        for (name,) in conn.execute(
-            "select table_name from information_schema.tables where table_schema = 'open'"
-        ).fetchall():
-            conn.execute(
-                sql.SQL("create table {} as select * from {}").format(
-                    sql.Identifier("candidate", name), sql.Identifier("open", name)
-                )
-            )
         gone = conn.execute(
             "delete from candidate.fct_traffic_crashes where crash_id in "
             "(select crash_id from candidate.fct_traffic_crashes order by crash_id limit 3) "

@@ -12,8 +12,7 @@ import sys
 
 import psycopg
 import pytest
-from helpers import schema_fingerprint
-from psycopg import sql
+from helpers import schema_fingerprint, stage_published_copy
 
 from civic_warehouse import pipeline, publish, quality, settings, transform, warehouse
 
@@ -36,21 +35,6 @@ def published(gated_fortnight):
     """Two weeks of every source, built by dbt, passed by the gate and published."""
     pipeline.publish()
     return gated_fortnight
-
-
-def stage_published_copy(url: str) -> None:
-    """A candidate holding what ``open`` holds, every relation as a new table."""
-    with psycopg.connect(url) as conn:
-        conn.execute("drop schema if exists candidate cascade")
-        conn.execute("create schema candidate")
-        for (name,) in conn.execute(
-            "select table_name from information_schema.tables where table_schema = 'open'"
-        ).fetchall():
-            conn.execute(
-                sql.SQL("create table {} as select * from {}").format(
-                    sql.Identifier("candidate", name), sql.Identifier("open", name)
-                )
-            )
 
 
 def execute(url: str, statement: str) -> int:
